@@ -1,0 +1,72 @@
+//! Command line and environment configuration of `quire-server`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// quire-server: real-time collaborative text over the Yjs sync protocol, with every edit in a
+/// durable op log (SQLite by default, PostgreSQL with a postgres:// URL).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "quire-server", version)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "QUIRE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Database: `sqlite:PATH` (created if missing) or `postgres://user@host/db`.
+    #[arg(long, env = "QUIRE_DATABASE_URL", default_value = "sqlite:quire.db")]
+    pub database_url: String,
+
+    /// Largest WebSocket message accepted, in bytes; a bigger one closes that connection (1009).
+    #[arg(long, env = "QUIRE_MAX_MESSAGE_BYTES", default_value_t = 8 << 20)]
+    pub max_message_bytes: usize,
+
+    /// Messages queued for one client before it counts as stuck and is disconnected (1013).
+    #[arg(long, env = "QUIRE_OUTBOUND_QUEUE", default_value_t = 4096)]
+    pub outbound_queue: usize,
+
+    /// Seconds a document with no connections stays in memory before it is unloaded.
+    #[arg(long, env = "QUIRE_IDLE_UNLOAD_SECS", default_value_t = 30)]
+    pub idle_unload_secs: u64,
+
+    /// Write a snapshot once this many ops were appended since the last one.
+    #[arg(long, env = "QUIRE_SNAPSHOT_OPS", default_value_t = 2000)]
+    pub snapshot_ops: u64,
+
+    /// Write a snapshot once this many op bytes were appended since the last one.
+    #[arg(long, env = "QUIRE_SNAPSHOT_BYTES", default_value_t = 1 << 20)]
+    pub snapshot_bytes: u64,
+
+    /// Delete op-log rows covered by a snapshot once they are older than this many days
+    /// (0 keeps the whole op log, which history and time travel read).
+    #[arg(long, env = "QUIRE_OP_RETENTION_DAYS", default_value_t = 0)]
+    pub op_retention_days: u64,
+
+    /// Seconds between WebSocket pings; a client silent for three intervals is dropped.
+    #[arg(long, env = "QUIRE_PING_SECS", default_value_t = 15)]
+    pub ping_secs: u64,
+
+    /// Seconds after which an awareness state that was not renewed is dropped.
+    #[arg(long, env = "QUIRE_AWARENESS_TIMEOUT_SECS", default_value_t = 30)]
+    pub awareness_timeout_secs: u64,
+
+    /// Seconds shutdown waits for documents to flush before giving up.
+    #[arg(long, env = "QUIRE_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Config {
+    /// Defaults, as if no flag or variable were given (for tests and embedding).
+    pub fn defaults() -> Config {
+        Config::parse_from(["quire-server"])
+    }
+
+    pub fn idle_unload(&self) -> Duration {
+        Duration::from_secs(self.idle_unload_secs)
+    }
+
+    pub fn op_retention(&self) -> Option<Duration> {
+        (self.op_retention_days > 0).then(|| Duration::from_secs(self.op_retention_days * 86_400))
+    }
+}

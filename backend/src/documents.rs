@@ -1,0 +1,131 @@
+//! The open documents: a map from document id to its actor's inbox, opening actors on demand.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::document::{Actor, CloseReason, Command, ConnId};
+use crate::protocol::close;
+use crate::server::Context;
+
+/// Commands queued for one document before senders wait (back-pressure on the sockets).
+const INBOX: usize = 1024;
+
+pub struct Documents {
+    ctx: Arc<Context>,
+    open: Mutex<HashMap<Arc<str>, (u64, mpsc::Sender<Command>)>>,
+    next_generation: AtomicU64,
+}
+
+impl Documents {
+    pub fn new(ctx: Arc<Context>) -> Arc<Documents> {
+        Arc::new(Documents {
+            ctx,
+            open: Mutex::new(HashMap::new()),
+            next_generation: AtomicU64::new(1),
+        })
+    }
+
+    /// Number of documents in memory.
+    pub fn open_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, (u64, mpsc::Sender<Command>)>> {
+        // A panic while holding this lock cannot leave the map inconsistent (single inserts and
+        // removes), so a poisoned lock is still usable.
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The inbox of `id`'s actor, starting the actor if the document is not open.
+    fn inbox(self: &Arc<Self>, id: &str) -> (u64, mpsc::Sender<Command>) {
+        let mut open = self.lock();
+        if let Some(entry) = open.get(id) {
+            return entry.clone();
+        }
+        let (tx, rx) = mpsc::channel(INBOX);
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        let id: Arc<str> = id.into();
+        let actor = Actor::new(
+            id.clone(),
+            generation,
+            self.ctx.clone(),
+            Arc::downgrade(self),
+            rx,
+        );
+        self.ctx.tracker.spawn(actor.run());
+        open.insert(id, (generation, tx.clone()));
+        (generation, tx)
+    }
+
+    /// Attaches a connection to a document, waiting until its stored state has loaded. Returns
+    /// the actor's inbox for the connection's messages. `Ok(None)` means the actor was
+    /// unloading at that moment: make new channels and call again.
+    pub async fn join(
+        self: &Arc<Self>,
+        id: &str,
+        conn: ConnId,
+        out: mpsc::Sender<Bytes>,
+        kick: oneshot::Sender<CloseReason>,
+    ) -> Result<Option<mpsc::Sender<Command>>, CloseReason> {
+        if self.ctx.shutdown.is_cancelled() {
+            return Err(CloseReason::new(close::GOING_AWAY, "server shutting down"));
+        }
+        let (generation, inbox) = self.inbox(id);
+        let (ack_tx, ack_rx) = oneshot::channel();
+        if inbox
+            .send(Command::Join {
+                conn,
+                out,
+                kick,
+                ack: ack_tx,
+            })
+            .await
+            .is_err()
+        {
+            self.remove(id, generation);
+            return Ok(None);
+        }
+        tokio::select! {
+            ack = ack_rx => match ack {
+                Ok(()) => Ok(Some(inbox)),
+                Err(_) => {
+                    self.remove(id, generation);
+                    Ok(None)
+                }
+            },
+            _ = self.ctx.shutdown.cancelled() => {
+                Err(CloseReason::new(close::GOING_AWAY, "server shutting down"))
+            }
+        }
+    }
+
+    /// Forgets `id` if it still maps to the actor of `generation`.
+    pub(crate) fn remove(&self, id: &str, generation: u64) {
+        let mut open = self.lock();
+        if open.get(id).is_some_and(|(g, _)| *g == generation) {
+            open.remove(id);
+        }
+    }
+
+    /// Forgets `id` only if its inbox is empty, atomically with lookups, so no join can slip
+    /// in between the check and the removal.
+    pub(crate) fn remove_if_idle(
+        &self,
+        id: &str,
+        generation: u64,
+        inbox: &mpsc::Receiver<Command>,
+    ) -> bool {
+        let mut open = self.lock();
+        if !inbox.is_empty() {
+            return false;
+        }
+        if open.get(id).is_some_and(|(g, _)| *g == generation) {
+            open.remove(id);
+        }
+        true
+    }
+}

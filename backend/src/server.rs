@@ -1,0 +1,206 @@
+//! The HTTP server: routes, shared context, health, and graceful shutdown (done once, here).
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::connection;
+use crate::documents::Documents;
+use crate::protocol::validate_doc_id;
+use crate::store::{Store, StoreError};
+
+/// What every part of the server shares.
+pub struct Context {
+    pub config: Config,
+    pub store: Store,
+    pub health: Health,
+    /// Cancelled once on SIGTERM/Ctrl-C; everything that runs watches it.
+    pub shutdown: CancellationToken,
+    /// Document actors, so shutdown can wait for their final flush.
+    pub tracker: TaskTracker,
+}
+
+/// Live counters behind `/readyz`.
+#[derive(Default)]
+pub struct Health {
+    store_ok: AtomicBool,
+    last_store_error: Mutex<Option<String>>,
+    pub loading: AtomicUsize,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Health {
+    pub fn store_ok(&self, ok: bool) {
+        self.store_ok.store(ok, Ordering::Relaxed);
+    }
+
+    pub fn store_error(&self, err: &StoreError) {
+        self.store_ok.store(false, Ordering::Relaxed);
+        *self
+            .last_store_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(err.to_string());
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Counts a connection until the returned guard drops.
+    pub fn connection_opened(&self) -> ConnectionGuard {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard(self.connections.clone())
+    }
+}
+
+pub struct ConnectionGuard(Arc<AtomicUsize>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    ctx: Arc<Context>,
+    documents: Arc<Documents>,
+}
+
+/// A running server's parts, for `main` and for tests that embed it.
+pub struct Server {
+    ctx: Arc<Context>,
+    documents: Arc<Documents>,
+}
+
+impl Server {
+    /// Connects to the store (running migrations) and prepares the server.
+    pub async fn new(config: Config) -> Result<Server, StoreError> {
+        let store = Store::connect(&config.database_url).await?;
+        let ctx = Arc::new(Context {
+            config,
+            store,
+            health: Health {
+                store_ok: AtomicBool::new(true),
+                ..Health::default()
+            },
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        });
+        let documents = Documents::new(ctx.clone());
+        Ok(Server { ctx, documents })
+    }
+
+    pub fn router(&self) -> Router {
+        let state = AppState {
+            ctx: self.ctx.clone(),
+            documents: self.documents.clone(),
+        };
+        Router::new()
+            .route("/ws/{doc}", get(websocket))
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/readyz", get(readyz))
+            .with_state(state)
+            .layer(TraceLayer::new_for_http())
+    }
+
+    /// Serves until `signal` completes, then shuts down: stop accepting, flush every document
+    /// to the store, close every socket with 1001, close the store.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let ctx = self.ctx.clone();
+        let token = ctx.shutdown.clone();
+        tokio::spawn(async move {
+            signal.await;
+            tracing::info!("shutting down: flushing documents");
+            token.cancel();
+        });
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(ctx.shutdown.clone().cancelled_owned())
+            .await?;
+
+        let grace = Duration::from_secs(ctx.config.shutdown_grace_secs);
+        ctx.tracker.close();
+        if tokio::time::timeout(grace, ctx.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!("documents did not flush within {} s; unflushed edits stay with their clients, which resend them on reconnect", grace.as_secs());
+        }
+        // Give connection tasks a moment to send their 1001 close frames.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while ctx.health.connections() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        ctx.store.close().await;
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+async fn websocket(
+    State(state): State<AppState>,
+    Path(doc): Path<String>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if let Err(msg) = validate_doc_id(&doc) {
+        return (StatusCode::BAD_REQUEST, format!("{msg}\n")).into_response();
+    }
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let limit = state.ctx.config.max_message_bytes;
+    upgrade
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| connection::serve(socket, doc.into(), state.documents, state.ctx))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let ctx = &state.ctx;
+    let ping = tokio::time::timeout(Duration::from_secs(2), ctx.store.ping()).await;
+    let store = match ping {
+        Ok(Ok(())) => {
+            ctx.health.store_ok(true);
+            Ok(())
+        }
+        Ok(Err(err)) => {
+            ctx.health.store_error(&err);
+            Err(err.to_string())
+        }
+        Err(_) => Err("database did not answer within 2 s".to_string()),
+    };
+    let body = json!({
+        "ready": store.is_ok() && !ctx.shutdown.is_cancelled(),
+        "store": match &store { Ok(()) => "ok".to_string(), Err(e) => e.clone() },
+        "shutting_down": ctx.shutdown.is_cancelled(),
+        "documents_open": state.documents.open_count(),
+        "documents_loading": ctx.health.loading.load(Ordering::Relaxed),
+        "connections": ctx.health.connections(),
+    });
+    let status = if store.is_ok() && !ctx.shutdown.is_cancelled() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
