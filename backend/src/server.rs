@@ -24,6 +24,9 @@ use crate::documents::Documents;
 use crate::protocol::validate_doc_id;
 use crate::store::{Store, StoreError};
 
+/// Read and write buffer of each WebSocket.
+const SOCKET_BUFFER_BYTES: usize = 4 * 1024;
+
 /// What every part of the server shares.
 pub struct Context {
     pub config: Config,
@@ -172,6 +175,10 @@ async fn websocket(
     upgrade
         .max_message_size(limit)
         .max_frame_size(limit)
+        // tungstenite's 128 KiB defaults would cost 256 KiB per idle connection; typing-size
+        // frames need a few KiB, and bigger messages still grow the buffers as needed.
+        .read_buffer_size(SOCKET_BUFFER_BYTES)
+        .write_buffer_size(SOCKET_BUFFER_BYTES)
         .on_upgrade(move |socket| connection::serve(socket, doc.into(), state.documents, state.ctx))
 }
 
