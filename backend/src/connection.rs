@@ -22,6 +22,12 @@ use crate::server::Context;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
+/// Frames written before one flush.
+const WRITE_BATCH: usize = 256;
+
+/// How long a socket closed over unreadable input stays open so the client reads the close.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
 /// Serves one upgraded WebSocket on document `doc_id` until either side closes it.
 pub async fn serve(
     socket: WebSocket,
@@ -58,7 +64,13 @@ pub async fn serve(
             why = &mut reader => break why,
             frame = out_rx.recv() => match frame {
                 Some(frame) => {
-                    if sink.send(Message::Binary(frame)).await.is_err() {
+                    // Write what is queued, then flush once: one syscall for a burst.
+                    let mut ok = sink.feed(Message::Binary(frame)).await.is_ok();
+                    for _ in 0..WRITE_BATCH {
+                        let Ok(frame) = out_rx.try_recv() else { break };
+                        ok = ok && sink.feed(Message::Binary(frame)).await.is_ok();
+                    }
+                    if !ok || sink.flush().await.is_err() {
                         break None;
                     }
                 }
@@ -78,12 +90,29 @@ pub async fn serve(
         }
     };
 
-    let _ = inbox.send(Command::Leave { conn }).await;
+    // A message over the limit (or a broken frame) is left unread in the socket, and closing a
+    // socket with unread data makes the kernel send a reset that can overtake our close frame:
+    // the client would see 1006 instead of 1009 (and a y-websocket client would reconnect and
+    // resend the same update). Those bytes cannot be drained through the WebSocket, so keep the
+    // socket open a moment for the client to read the close frame.
+    let linger = reason
+        .as_ref()
+        .is_some_and(|r| matches!(r.code, close::MESSAGE_TOO_BIG | 1002));
     if let Some(reason) = reason {
         tracing::debug!(doc = %doc_id, conn, code = reason.code, reason = %reason.reason, "closing");
         let _ = sink.send(close_message(&reason)).await;
     }
     let _ = sink.close().await;
+    // The inbox may be full while the document waits for the database; the socket is already
+    // closed, so tell the actor without holding anything up.
+    if let Err(mpsc::error::TrySendError::Full(leave)) = inbox.try_send(Command::Leave { conn }) {
+        tokio::spawn(async move {
+            let _ = inbox.send(leave).await;
+        });
+    }
+    if linger {
+        tokio::time::sleep(CLOSE_LINGER).await;
+    }
 }
 
 /// Reads frames until the socket ends or must be closed; returns the close to send, if any.

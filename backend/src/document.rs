@@ -28,8 +28,9 @@ use crate::protocol::{self, close, Incoming};
 use crate::server::Context;
 use crate::store::{NewOp, StoredDoc};
 
-/// Commands handled in one round at most, so one round's commit stays bounded.
-const MAX_ROUND: usize = 4096;
+/// Commands handled in one round at most, so one round's commit stays bounded and one round's
+/// relays fit several times into a client's outbound queue.
+const MAX_ROUND: usize = 512;
 
 /// Identifies a connection for the lifetime of the process.
 pub type ConnId = u64;
@@ -410,6 +411,7 @@ impl Actor {
         self.commit().await;
         while !self.outbox.is_empty() {
             let mut overflowed = Vec::new();
+            let mut gone = Vec::new();
             for (target, frame) in std::mem::take(&mut self.outbox) {
                 for (&id, conn) in &self.conns {
                     let wanted = match target {
@@ -418,13 +420,19 @@ impl Actor {
                         Target::One(only) => id == only,
                     };
                     if wanted {
-                        if let Err(mpsc::error::TrySendError::Full(_)) =
-                            conn.out.try_send(frame.clone())
-                        {
-                            overflowed.push(id);
+                        match conn.out.try_send(frame.clone()) {
+                            Ok(()) => {}
+                            Err(mpsc::error::TrySendError::Full(_)) => overflowed.push(id),
+                            // Its socket task ended; its Leave may still be on the way.
+                            Err(mpsc::error::TrySendError::Closed(_)) => gone.push(id),
                         }
                     }
                 }
+            }
+            gone.sort_unstable();
+            gone.dedup();
+            for id in gone {
+                self.remove_conn(id);
             }
             overflowed.sort_unstable();
             overflowed.dedup();

@@ -14,9 +14,13 @@ use crate::server::Context;
 /// Commands queued for one document before senders wait (back-pressure on the sockets).
 const INBOX: usize = 1024;
 
+/// Document id → (actor generation, actor inbox). The generation tells a stopped actor's entry
+/// from its successor's.
+type OpenMap = HashMap<Arc<str>, (u64, mpsc::Sender<Command>)>;
+
 pub struct Documents {
     ctx: Arc<Context>,
-    open: Mutex<HashMap<Arc<str>, (u64, mpsc::Sender<Command>)>>,
+    open: Mutex<OpenMap>,
     next_generation: AtomicU64,
 }
 
@@ -34,7 +38,7 @@ impl Documents {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, (u64, mpsc::Sender<Command>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, OpenMap> {
         // A panic while holding this lock cannot leave the map inconsistent (single inserts and
         // removes), so a poisoned lock is still usable.
         self.open.lock().unwrap_or_else(|e| e.into_inner())

@@ -85,6 +85,7 @@ fn decode_frame_inner(frame: &[u8]) -> Result<Vec<Incoming>, DecodeError> {
     if frame.is_empty() {
         return Err(DecodeError::Malformed("empty frame".into()));
     }
+    check_framing(frame)?;
     let mut decoder = DecoderV1::new(Cursor::new(frame));
     let mut out = Vec::new();
     for msg in MessageReader::new(&mut decoder) {
@@ -101,17 +102,41 @@ fn decode_frame_inner(frame: &[u8]) -> Result<Vec<Incoming>, DecodeError> {
             Message::Auth(_) | Message::Custom(..) => {}
         }
     }
-    if out.is_empty() && decoder_has_no_messages(frame) {
-        return Err(DecodeError::Malformed("frame holds no message".into()));
-    }
     Ok(out)
 }
 
-/// True when the frame decoded to nothing at all (the reader stops at the first truncated
-/// message, which we must not mistake for a clean end).
-fn decoder_has_no_messages(frame: &[u8]) -> bool {
-    let mut decoder = DecoderV1::new(Cursor::new(frame));
-    MessageReader::new(&mut decoder).next().is_none()
+/// Walks the message boundaries of a frame as y-protocols lays them out, so that a frame whose
+/// last message is cut short is refused whole: yrs' `MessageReader` stops silently at a
+/// truncated message, which would accept the messages before it and drop the rest.
+fn check_framing(frame: &[u8]) -> Result<(), DecodeError> {
+    use yrs::encoding::read::Read;
+    let malformed = |e: yrs::encoding::read::Error| {
+        DecodeError::Malformed(format!("truncated or malformed message: {e}"))
+    };
+    let mut cursor = Cursor::new(frame);
+    while cursor.has_content() {
+        let tag: u8 = cursor.read_var().map_err(malformed)?;
+        match tag {
+            // Sync: sub-tag and payload (an unknown sub-tag is refused by the decoder).
+            0 => {
+                let _: u8 = cursor.read_var().map_err(malformed)?;
+                cursor.read_buf().map_err(malformed)?;
+            }
+            // Auth: a reason string follows "permission denied" (0).
+            2 => {
+                if cursor.read_var::<u8>().map_err(malformed)? == 0 {
+                    cursor.read_string().map_err(malformed)?;
+                }
+            }
+            // Awareness query: no payload.
+            3 => {}
+            // Awareness (1) and custom messages: one payload.
+            _ => {
+                cursor.read_buf().map_err(malformed)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Encodes one message as one frame.
@@ -160,6 +185,8 @@ mod tests {
             &[0, 0, 0xff][..],                // truncated varint
             &[0, 2, 5, 1, 2][..],             // update claims 5 bytes, has 2
             &[0, 2, 3, 0xff, 0xff, 0xff][..], // garbage update
+            &[0, 2, 2, 0, 0, 0, 2, 0x80][..], // valid (empty) update, then a truncated one
+            &[0, 2, 2, 0, 0, 1, 5, 1][..],    // valid update, then a cut awareness payload
             &[
                 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
             ][..], // huge length

@@ -1,0 +1,487 @@
+//! End-to-end sync benchmark: the real `quire-server` binary on PostgreSQL, real WebSocket
+//! clients on loopback.
+//!
+//! ```sh
+//! cargo bench -p quire-backend --bench sync            # QUIRE_TEST_PG_URL, default 127.0.0.1:5432
+//! ```
+//!
+//! Measures, and prints as a Markdown table for BENCHMARKS.md:
+//! 1. automerge-paper replayed as 259,778 separate updates from one client while a second
+//!    listens: updates/s end to end, writer→reader latency p50/p99 (closed loop, full speed);
+//! 2. the same at 2,000 updates/s offered (latency p50/p99);
+//! 3. opening the document holding the whole trace, after compaction (connect → SyncStep2);
+//! 4. server memory: one open document with the whole history; 1,000 idle connections over 100
+//!    documents; and after they close and the documents unload.
+//!
+//! The updates are encoded once with yrs and cached under target/bench-cache: the load
+//! generator only sends bytes, so it measures the server, not the client's CRDT.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use sqlx::Connection;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use yrs::sync::{Message, SyncMessage};
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{GetString, StateVector, Text, Transact, Update};
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+const PACED_RATE: u64 = 2_000;
+const PACED_COUNT: usize = 20_000;
+const IDLE_DOCS: usize = 100;
+const IDLE_CONNS: usize = 1_000;
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument is accepted and ignored.
+    let pg = std::env::var("QUIRE_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let trace = trace_path();
+    println!("sync bench: trace {}", trace.display());
+    let (updates, end_content) = load_updates(&trace);
+    println!(
+        "sync bench: {} updates, {} final chars",
+        updates.len(),
+        end_content.chars().count()
+    );
+
+    let db = format!("quire_bench_{}", std::process::id());
+    let db_url = rt.block_on(create_database(&pg, &db));
+    let server = ServerProcess::start(&db_url);
+    let addr = server.addr.clone();
+    let mut rows: Vec<(String, String)> = Vec::new();
+
+    rt.block_on(async {
+        // 1. Closed loop, full speed.
+        let full = stream(&addr, "paper", &updates, None).await;
+        assert_eq!(
+            full.text, end_content,
+            "reader's text differs from endContent"
+        );
+        rows.push((
+            "automerge-paper, 259,778 updates, closed loop".into(),
+            format!(
+                "{:.0} updates/s ({:.2} s); latency p50 {:.2} ms, p99 {:.2} ms",
+                full.per_sec, full.secs, full.p50_ms, full.p99_ms
+            ),
+        ));
+        println!("{rows:?}");
+
+        // 2. Paced at 2k/s.
+        let paced = stream(&addr, "paced", &updates[..PACED_COUNT], Some(PACED_RATE)).await;
+        rows.push((
+            format!("{PACED_COUNT} updates offered at {PACED_RATE}/s"),
+            format!(
+                "latency p50 {:.2} ms, p99 {:.2} ms (achieved {:.0}/s)",
+                paced.p50_ms, paced.p99_ms, paced.per_sec
+            ),
+        ));
+        println!("{:?}", rows.last());
+
+        // 3. Open after compaction: wait for the document to unload, then time a fresh open.
+        wait_unloaded(&addr).await;
+        let mut opens = Vec::new();
+        for i in 0..5 {
+            let (ms, text) = open_document(&addr, "paper").await;
+            if i == 0 {
+                assert_eq!(
+                    text, end_content,
+                    "reopened document differs from endContent"
+                );
+            }
+            opens.push(ms);
+            wait_unloaded(&addr).await;
+        }
+        opens.sort_by(f64::total_cmp);
+        rows.push((
+            "open the whole-trace document (connect → SyncStep2), median of 5".into(),
+            format!(
+                "{:.1} ms (min {:.1}, max {:.1})",
+                opens[2], opens[0], opens[4]
+            ),
+        ));
+        println!("{:?}", rows.last());
+
+        // 4. Memory.
+        let base = server.rss_kib();
+        let (holder, _) = connect_synced(&addr, "paper").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let with_doc = server.rss_kib();
+        drop(holder);
+        rows.push((
+            "server RSS: one open document holding automerge-paper".into(),
+            format!(
+                "+{:.1} MiB over {:.1} MiB idle",
+                (with_doc as f64 - base as f64) / 1024.0,
+                base as f64 / 1024.0
+            ),
+        ));
+        wait_unloaded(&addr).await;
+        let before = server.rss_kib();
+        let mut idle = Vec::with_capacity(IDLE_CONNS);
+        for i in 0..IDLE_CONNS {
+            idle.push(
+                connect_synced(&addr, &format!("idle-{}", i % IDLE_DOCS))
+                    .await
+                    .0,
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let with_conns = server.rss_kib();
+        let per_conn = (with_conns as f64 - before as f64) / IDLE_CONNS as f64;
+        rows.push((
+            format!("server RSS: {IDLE_CONNS} idle connections over {IDLE_DOCS} documents"),
+            format!(
+                "{per_conn:.1} KiB per connection (+{:.1} MiB)",
+                (with_conns as f64 - before as f64) / 1024.0
+            ),
+        ));
+        drop(idle);
+        wait_unloaded(&addr).await;
+        let after = server.rss_kib();
+        rows.push((
+            "server RSS after they close and the documents unload".into(),
+            format!(
+                "{:.1} MiB (was {:.1} MiB before they opened; documents open: 0)",
+                after as f64 / 1024.0,
+                before as f64 / 1024.0
+            ),
+        ));
+    });
+
+    server.stop();
+    rt.block_on(drop_database(&pg, &db));
+    println!("\n| measurement | result |\n|---|---|");
+    for (what, result) in &rows {
+        println!("| {what} | {result} |");
+    }
+}
+
+struct StreamStats {
+    per_sec: f64,
+    secs: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    text: String,
+}
+
+/// Sends `updates` from a writer while a reader records when each arrives.
+async fn stream(addr: &str, doc: &str, updates: &[Vec<u8>], rate: Option<u64>) -> StreamStats {
+    let (mut reader, _) = connect_synced(addr, doc).await;
+    let (writer, _) = connect_synced(addr, doc).await;
+    let n = updates.len();
+    let frames: Vec<WsMessage> = updates
+        .iter()
+        .map(|u| WsMessage::binary(Message::Sync(SyncMessage::Update(u.clone())).encode_v1()))
+        .collect();
+    let sent = Arc::new(Mutex::new(Vec::with_capacity(n)));
+    let sent_w = sent.clone();
+    let write = tokio::spawn(async move {
+        let (mut sink, mut stream) = writer.split();
+        // Drain what the server sends the writer (pings, awareness) so its socket never fills.
+        let drain = tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
+        let start = Instant::now();
+        for (i, frame) in frames.into_iter().enumerate() {
+            if let Some(rate) = rate {
+                let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+                tokio::time::sleep_until(due.into()).await;
+            }
+            sent_w.lock().unwrap().push(Instant::now());
+            sink.send(frame).await.expect("writer send");
+        }
+        (sink, drain)
+    });
+    let mut received = Vec::with_capacity(n);
+    let mut payloads = Vec::with_capacity(n);
+    let progress_every = (n / 10).max(1);
+    while received.len() < n {
+        let frame = tokio::time::timeout(Duration::from_secs(60), reader.next())
+            .await
+            .expect("reader waited 60 s for an update")
+            .expect("reader socket ended")
+            .expect("reader socket error");
+        if let WsMessage::Binary(bytes) = frame {
+            if let Ok(Message::Sync(SyncMessage::Update(u))) = Message::decode_v1(&bytes) {
+                received.push(Instant::now());
+                payloads.push(u);
+                if received.len() % progress_every == 0 {
+                    eprintln!("  {doc}: {}/{n} updates relayed", received.len());
+                }
+            }
+        }
+    }
+    let (mut sink, drain) = write.await.unwrap();
+    let _ = sink.close().await;
+    drain.abort();
+    let sent = sent.lock().unwrap();
+    let mut lat: Vec<f64> = sent
+        .iter()
+        .zip(&received)
+        .map(|(s, r)| r.duration_since(*s).as_secs_f64() * 1e3)
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    let secs = received[n - 1].duration_since(sent[0]).as_secs_f64();
+    let doc = yrs::Doc::new();
+    let text = doc.get_or_insert_text("content");
+    {
+        let mut txn = doc.transact_mut();
+        for u in payloads {
+            txn.apply_update(Update::decode_v1(&u).unwrap()).unwrap();
+        }
+    }
+    let text = text.get_string(&doc.transact());
+    StreamStats {
+        per_sec: n as f64 / secs,
+        secs,
+        p50_ms: lat[n / 2],
+        p99_ms: lat[(n * 99 / 100).min(n - 1)],
+        text,
+    }
+}
+
+/// Connects and completes the handshake; returns the socket and the time it took.
+async fn connect_synced(addr: &str, doc: &str) -> (Ws, Duration) {
+    let started = Instant::now();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/{doc}"))
+        .await
+        .expect("connect");
+    let step1 = Message::Sync(SyncMessage::SyncStep1(StateVector::default())).encode_v1();
+    ws.send(WsMessage::binary(step1)).await.unwrap();
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("sync timeout")
+            .unwrap()
+            .unwrap();
+        if let WsMessage::Binary(bytes) = &frame {
+            if let Ok(Message::Sync(SyncMessage::SyncStep2(_))) = Message::decode_v1(bytes) {
+                return (ws, started.elapsed());
+            }
+        }
+    }
+}
+
+/// Opens `doc` with a fresh client; returns milliseconds to SyncStep2 and the text it holds.
+async fn open_document(addr: &str, doc: &str) -> (f64, String) {
+    let started = Instant::now();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/{doc}"))
+        .await
+        .unwrap();
+    ws.send(WsMessage::binary(
+        Message::Sync(SyncMessage::SyncStep1(StateVector::default())).encode_v1(),
+    ))
+    .await
+    .unwrap();
+    loop {
+        if let WsMessage::Binary(bytes) = ws.next().await.unwrap().unwrap() {
+            if let Ok(Message::Sync(SyncMessage::SyncStep2(u))) = Message::decode_v1(&bytes) {
+                let ms = started.elapsed().as_secs_f64() * 1e3;
+                let d = yrs::Doc::new();
+                let t = d.get_or_insert_text("content");
+                d.transact_mut()
+                    .apply_update(Update::decode_v1(&u).unwrap())
+                    .unwrap();
+                let text = t.get_string(&d.transact());
+                return (ms, text);
+            }
+        }
+    }
+}
+
+/// Waits until the server reports no open document (they unload after 1 s idle here).
+async fn wait_unloaded(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if http_get(addr, "/readyz").contains("\"documents_open\":0") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "documents did not unload within 30 s"
+        );
+    }
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+struct ServerProcess {
+    child: Child,
+    addr: String,
+}
+
+impl ServerProcess {
+    fn start(db_url: &str) -> ServerProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_quire-server"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--database-url",
+                db_url,
+                "--idle-unload-secs",
+                "1",
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start quire-server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("listening line")
+            .to_string();
+        ServerProcess { child, addr }
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+async fn create_database(pg: &str, db: &str) -> String {
+    let mut conn = sqlx::PgConnection::connect(pg)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {pg}: {e}; run ./scripts/test.sh once or set QUIRE_TEST_PG_URL"));
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let base = pg.rsplit_once('/').map_or(pg, |(b, _)| b);
+    format!("{base}/{db}")
+}
+
+async fn drop_database(pg: &str, db: &str) {
+    if let Ok(mut conn) = sqlx::PgConnection::connect(pg).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await;
+    }
+}
+
+fn trace_path() -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/traces/sequential/automerge-paper.json.gz");
+    assert!(
+        path.exists(),
+        "trace not found at {}: the shared/ folder must sit beside the project",
+        path.display()
+    );
+    path
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Trace {
+    end_content: String,
+    txns: Vec<Txn>,
+}
+
+#[derive(serde::Deserialize)]
+struct Txn {
+    patches: Vec<(usize, usize, String)>,
+}
+
+/// One yrs update per trace transaction, built once and cached (building costs seconds: a local
+/// yrs insert walks the item list).
+fn load_updates(trace: &Path) -> (Vec<Vec<u8>>, String) {
+    let mut json = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(trace).unwrap())
+        .read_to_string(&mut json)
+        .unwrap();
+    let trace: Trace = serde_json::from_str(&json).expect("trace JSON");
+    assert!(
+        trace.end_content.is_ascii(),
+        "this bench builds updates with byte offsets: use an ASCII trace"
+    );
+    let cache =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-cache/automerge-paper.updates");
+    if let Ok(bytes) = std::fs::read(&cache) {
+        let mut updates = Vec::new();
+        let mut rest = &bytes[..];
+        while rest.len() >= 4 {
+            let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+            updates.push(rest[4..4 + len].to_vec());
+            rest = &rest[4 + len..];
+        }
+        if updates.len() == trace.txns.len() {
+            return (updates, trace.end_content);
+        }
+    }
+    eprintln!(
+        "sync bench: encoding {} yrs updates (once; cached in {})",
+        trace.txns.len(),
+        cache.display()
+    );
+    let doc = yrs::Doc::with_client_id(1);
+    let text = doc.get_or_insert_text("content");
+    let updates = Arc::new(Mutex::new(Vec::with_capacity(trace.txns.len())));
+    let sink = updates.clone();
+    doc.observe_update_v1("bench", move |_, e: &yrs::UpdateEvent| {
+        sink.lock().unwrap().push(e.update.clone())
+    })
+    .unwrap();
+    for (i, txn) in trace.txns.iter().enumerate() {
+        let mut t = doc.transact_mut();
+        for (pos, del, ins) in &txn.patches {
+            if *del > 0 {
+                text.remove_range(&mut t, *pos as u32, *del as u32);
+            }
+            if !ins.is_empty() {
+                text.insert(&mut t, *pos as u32, ins);
+            }
+        }
+        drop(t);
+        if i % 50_000 == 0 {
+            eprintln!("  {i}/{}", trace.txns.len());
+        }
+    }
+    assert_eq!(text.get_string(&doc.transact()), trace.end_content);
+    let updates = std::mem::take(&mut *updates.lock().unwrap());
+    let mut bytes = Vec::new();
+    for u in &updates {
+        bytes.extend_from_slice(&(u.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(u);
+    }
+    let _ = std::fs::create_dir_all(cache.parent().unwrap());
+    let _ = std::fs::write(&cache, bytes);
+    (updates, trace.end_content)
+}
