@@ -112,7 +112,11 @@ pub trait TextBuffer: Default + Clone {
             self.len_chars()
         };
         if col > end - start {
-            return Err(PosError::Column { line, col, len: end - start });
+            return Err(PosError::Column {
+                line,
+                col,
+                len: end - start,
+            });
         }
         Ok(start + col)
     }
@@ -130,10 +134,16 @@ pub trait TextBuffer: Default + Clone {
 /// Checks that `range` is ordered and ends within `len` chars.
 pub fn check_range(range: &Range<usize>, len: usize) -> Result<(), PosError> {
     if range.start > range.end {
-        return Err(PosError::Reversed { start: range.start, end: range.end });
+        return Err(PosError::Reversed {
+            start: range.start,
+            end: range.end,
+        });
     }
     if range.end > len {
-        return Err(PosError::Char { pos: range.end, len });
+        return Err(PosError::Char {
+            pos: range.end,
+            len,
+        });
     }
     Ok(())
 }

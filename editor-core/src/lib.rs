@@ -17,6 +17,9 @@ pub mod search;
 pub mod trie;
 pub mod undo;
 
+#[cfg(test)]
+mod testing;
+
 pub use buffer::{PosError, TextBuffer};
 pub use gap::GapBuffer;
 pub use rope::RopeBuffer;

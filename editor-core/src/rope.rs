@@ -34,7 +34,9 @@ impl TextBuffer for RopeBuffer {
     const NAME: &'static str = "rope";
 
     fn from_text(text: &str) -> Self {
-        RopeBuffer { rope: Rope::from_str(text) }
+        RopeBuffer {
+            rope: Rope::from_str(text),
+        }
     }
 
     fn len_chars(&self) -> usize {
@@ -68,7 +70,10 @@ impl TextBuffer for RopeBuffer {
     fn char_at(&self, char_idx: usize) -> Result<char, PosError> {
         let len = self.rope.len_chars();
         if char_idx >= len {
-            return Err(PosError::Char { pos: char_idx, len: len.saturating_sub(1) });
+            return Err(PosError::Char {
+                pos: char_idx,
+                len: len.saturating_sub(1),
+            });
         }
         Ok(self.rope.char(char_idx))
     }
@@ -108,7 +113,10 @@ impl TextBuffer for RopeBuffer {
     fn utf16_to_char(&self, utf16_idx: usize) -> Result<usize, PosError> {
         let len = self.rope.len_utf16_cu();
         if utf16_idx > len {
-            return Err(PosError::Utf16 { pos: utf16_idx, len });
+            return Err(PosError::Utf16 {
+                pos: utf16_idx,
+                len,
+            });
         }
         let char_idx = self.rope.utf16_cu_to_char(utf16_idx);
         if self.rope.char_to_utf16_cu(char_idx) != utf16_idx {
