@@ -22,6 +22,10 @@ use std::ops::Range;
 pub enum PosError {
     #[error("char position {pos} is out of range: valid positions are 0..={len}")]
     Char { pos: usize, len: usize },
+    #[error(
+        "char index {pos} is out of range: the text has {len} chars, so valid indexes are 0..{len}"
+    )]
+    CharIndex { pos: usize, len: usize },
     #[error("byte position {pos} is out of range: valid positions are 0..={len}")]
     Byte { pos: usize, len: usize },
     #[error("byte position {pos} is inside a UTF-8 sequence; use a char boundary")]

@@ -1056,20 +1056,13 @@ impl TextBuffer for GapBuffer {
     fn char_at(&self, char_idx: usize) -> Result<char, PosError> {
         let len = self.total.chars;
         if char_idx >= len {
-            // Same convention as RopeBuffer: `len` names the last valid index.
-            return Err(PosError::Char {
-                pos: char_idx,
-                len: len.saturating_sub(1),
-            });
+            return Err(PosError::CharIndex { pos: char_idx, len });
         }
         let (i, s) = self.seek(char_idx, true, |m| m.chars);
         // A valid leaf and in-range char always decode; the fallback is never taken.
         self.leaves[i]
             .char_at(char_idx - s.chars)
-            .ok_or(PosError::Char {
-                pos: char_idx,
-                len: len - 1,
-            })
+            .ok_or(PosError::CharIndex { pos: char_idx, len })
     }
 
     fn chunks(&self) -> impl Iterator<Item = &str> + '_ {

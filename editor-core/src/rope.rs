@@ -70,10 +70,7 @@ impl TextBuffer for RopeBuffer {
     fn char_at(&self, char_idx: usize) -> Result<char, PosError> {
         let len = self.rope.len_chars();
         if char_idx >= len {
-            return Err(PosError::Char {
-                pos: char_idx,
-                len: len.saturating_sub(1),
-            });
+            return Err(PosError::CharIndex { pos: char_idx, len });
         }
         Ok(self.rope.char(char_idx))
     }

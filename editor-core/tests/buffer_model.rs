@@ -78,10 +78,10 @@ impl Model {
     }
     fn char_at(&self, c: usize) -> Result<char, PosError> {
         let len = self.len_chars();
-        self.chars().get(c).copied().ok_or(PosError::Char {
-            pos: c,
-            len: len.saturating_sub(1),
-        })
+        self.chars()
+            .get(c)
+            .copied()
+            .ok_or(PosError::CharIndex { pos: c, len })
     }
     fn char_to_byte(&self, c: usize) -> Result<usize, PosError> {
         self.check_pos(c)?;
@@ -669,7 +669,7 @@ fn empty_buffer() {
         assert_eq!((c.char_to_line)(0), Ok(0));
         assert_eq!((c.line_to_char)(0), Ok(0));
         assert_eq!((c.line_to_char)(1), Err(PosError::Line { line: 1, len: 1 }));
-        assert_eq!((c.char_at)(0), Err(PosError::Char { pos: 0, len: 0 }));
+        assert_eq!((c.char_at)(0), Err(PosError::CharIndex { pos: 0, len: 0 }));
         assert_eq!((c.slice)(0..0), Ok(String::new()));
         assert_eq!((c.slice)(0..1), Err(PosError::Char { pos: 1, len: 0 }));
         #[allow(clippy::reversed_empty_ranges)]
@@ -751,7 +751,7 @@ fn positions_inside_a_char_or_a_surrogate_pair() {
         assert_eq!((c.char_to_utf16)(4), Ok(5));
         assert_eq!((c.char_to_utf16)(5), Ok(6));
         assert_eq!((c.char_at)(3), Ok('😀'));
-        assert_eq!((c.char_at)(5), Err(PosError::Char { pos: 5, len: 4 }));
+        assert_eq!((c.char_at)(5), Err(PosError::CharIndex { pos: 5, len: 5 }));
     });
 }
 
