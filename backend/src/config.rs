@@ -22,6 +22,10 @@ pub struct Config {
     #[arg(long, env = "QUIRE_MAX_MESSAGE_BYTES", default_value_t = 8 << 20)]
     pub max_message_bytes: usize,
 
+    /// Largest REST request body accepted, in bytes; a bigger one is refused with 413.
+    #[arg(long, env = "QUIRE_MAX_BODY_BYTES", default_value_t = 8 << 20)]
+    pub max_body_bytes: usize,
+
     /// Messages queued for one client before it counts as stuck and is disconnected (1013).
     #[arg(long, env = "QUIRE_OUTBOUND_QUEUE", default_value_t = 4096)]
     pub outbound_queue: usize,

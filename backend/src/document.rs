@@ -10,6 +10,10 @@
 //! survives kill -9; while a commit is in flight the next round's commands queue up and share
 //! the next commit. If the database is away, the commit is retried with backoff and the document
 //! waits (editors keep their edits locally and the inbox applies back-pressure).
+//!
+//! The REST API talks to it through the same inbox ([`Command::Api`]): its edits are applied
+//! and committed in rounds like anyone's, and its answers, reads included, wait for the round's
+//! commit. Its text mirror (see `mirror.rs`) serves REST reads, search and autocomplete.
 
 use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -17,16 +21,20 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use editor_core::search::Searcher;
+use editor_core::TextBuffer;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use yrs::sync::{Awareness, AwarenessUpdate};
 use yrs::updates::decoder::Decode;
-use yrs::{ClientID, Doc, Options, ReadTxn, StateVector, Transact, Update};
+use yrs::{ClientID, Doc, OffsetKind, Options, ReadTxn, StateVector, Transact, Update};
 
 use crate::documents::Documents;
+use crate::edit::{self, Edit, EditError};
+use crate::mirror::{doc_text, text_of, Mirror, TEXT_NAME};
 use crate::protocol::{self, close, Incoming};
 use crate::server::Context;
-use crate::store::{NewOp, StoredDoc};
+use crate::store::{Loaded, NewOp, StoredDoc};
 
 /// Commands handled in one round at most, so one round's commit stays bounded and one round's
 /// relays fit several times into a client's outbound queue.
@@ -51,15 +59,16 @@ impl CloseReason {
     }
 }
 
-/// What connections send to a document actor.
+/// What connections and the REST API send to a document actor.
 pub enum Command {
     /// Attach a connection. `ack` is answered once the document's stored state is loaded and the
-    /// initial SyncStep1 and awareness are queued; a dropped `ack` means "retry the join".
+    /// initial SyncStep1 and awareness are queued, or with the close to send when the document
+    /// was deleted; a dropped `ack` means "retry the join".
     Join {
         conn: ConnId,
         out: mpsc::Sender<Bytes>,
         kick: oneshot::Sender<CloseReason>,
-        ack: oneshot::Sender<()>,
+        ack: oneshot::Sender<Result<(), CloseReason>>,
     },
     Leave {
         conn: ConnId,
@@ -68,8 +77,110 @@ pub enum Command {
         conn: ConnId,
         msgs: Vec<Incoming>,
     },
+    /// A REST request; its reply is sent after the round's commit, so nothing a REST client
+    /// reads or is told it wrote can be lost.
+    Api(ApiRequest),
 }
 
+/// The answer to an [`ApiRequest`].
+pub type Reply<T> = oneshot::Sender<Result<T, DocError>>;
+
+/// What the REST API asks of a document.
+pub enum ApiRequest {
+    /// The text; at `version` if given and current (else `Stale`: read it from the op log).
+    Text {
+        version: Option<i64>,
+        reply: Reply<TextAt>,
+    },
+    /// Applies edits made on `version` (default: current). An older version is answered with
+    /// `Stale`: the caller applies the edits on that version and sends the result as `Update`.
+    Edits {
+        version: Option<i64>,
+        edits: Vec<Edit>,
+        origin: &'static str,
+        reply: Reply<Applied>,
+    },
+    /// Makes the text equal to `text` with a minimal edit script.
+    ReplaceText {
+        text: String,
+        origin: &'static str,
+        reply: Reply<Applied>,
+    },
+    /// Applies a Yjs update (v1), as if a client had sent it.
+    Update {
+        update: Vec<u8>,
+        origin: &'static str,
+        reply: Reply<Applied>,
+    },
+    /// The whole document as one update (v1), and its version.
+    EncodeState { reply: Reply<(Vec<u8>, i64)> },
+    /// The version and length now.
+    Info { reply: Reply<Applied> },
+    Search {
+        searcher: Box<Searcher>,
+        limit: usize,
+        context: usize,
+        reply: Reply<SearchResult>,
+    },
+    Complete {
+        prefix: String,
+        limit: usize,
+        reply: Reply<Vec<(String, u32)>>,
+    },
+    /// Deletes the document: closes its connections, leaves a tombstone.
+    Delete { reply: Reply<()> },
+}
+
+/// Why an [`ApiRequest`] was not done.
+#[derive(Debug, thiserror::Error)]
+pub enum DocError {
+    #[error("no such document")]
+    NotFound,
+    /// The version asked for is older than the current one: the caller reads the op log.
+    #[error("version is older than the current {current}")]
+    Stale { current: i64 },
+    #[error("unknown version {version}: the document's current version is {current}")]
+    UnknownVersion { version: i64, current: i64 },
+    #[error(transparent)]
+    Edit(#[from] EditError),
+    #[error("invalid update: {0}")]
+    InvalidUpdate(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// The text at a version.
+#[derive(Debug, Clone)]
+pub struct TextAt {
+    pub text: String,
+    pub version: i64,
+}
+
+/// A document after a change.
+#[derive(Debug, Clone, Copy)]
+pub struct Applied {
+    pub version: i64,
+    pub length: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchHit {
+    pub offset: usize,
+    pub length: usize,
+    /// Zero-based line and column (chars).
+    pub line: usize,
+    pub column: usize,
+    pub context: String,
+    /// Where the match starts in `context`, in chars.
+    pub context_offset: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchResult {
+    pub hits: Vec<SearchHit>,
+    pub total: usize,
+    pub version: i64,
+}
 struct Conn {
     out: mpsc::Sender<Bytes>,
     kick: Option<oneshot::Sender<CloseReason>>,
@@ -86,16 +197,29 @@ enum Target {
 pub(crate) struct Actor {
     id: Arc<str>,
     generation: u64,
+    /// Create the document if the store has none (a WebSocket opened it; the REST API does not
+    /// create documents implicitly).
+    create: bool,
     ctx: Arc<Context>,
     documents: Weak<Documents>,
     rx: mpsc::Receiver<Command>,
     awareness: Awareness,
+    /// The text as an editor-core buffer and word index, as of version `mirror_seq` (brought up
+    /// to date by `sync_mirror` when read; see `mirror.rs` for why not on every update).
+    mirror: Mirror,
+    mirror_seq: i64,
+    /// The length the documents row records.
+    recorded_length: i64,
     conns: HashMap<ConnId, Conn>,
     last_seq: i64,
     /// Updates applied this round, waiting for the group commit.
     uncommitted: Vec<NewOp>,
     /// Messages produced this round, sent after the commit.
     outbox: Vec<(Target, Bytes)>,
+    /// REST replies produced this round, sent after the commit.
+    replies: Vec<Box<dyn FnOnce() + Send>>,
+    /// A delete asked for this round, done after the commit.
+    delete: Option<Reply<()>>,
     ops_since_snapshot: u64,
     bytes_since_snapshot: u64,
     compaction: Option<JoinHandle<()>>,
@@ -109,6 +233,7 @@ impl Actor {
     pub(crate) fn new(
         id: Arc<str>,
         generation: u64,
+        create: bool,
         ctx: Arc<Context>,
         documents: Weak<Documents>,
         rx: mpsc::Receiver<Command>,
@@ -116,14 +241,20 @@ impl Actor {
         Actor {
             id,
             generation,
+            create,
             ctx,
             documents,
             rx,
             awareness: Awareness::new(new_doc()),
+            mirror: Mirror::default(),
+            mirror_seq: 0,
+            recorded_length: 0,
             conns: HashMap::new(),
             last_seq: 0,
             uncommitted: Vec::new(),
             outbox: Vec::new(),
+            replies: Vec::new(),
+            delete: None,
             ops_since_snapshot: 0,
             bytes_since_snapshot: 0,
             compaction: None,
@@ -146,9 +277,14 @@ impl Actor {
             .health
             .loading
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        if !loaded {
-            self.unregister();
-            return;
+        match loaded {
+            Load::Ready => {}
+            Load::ShutDown => {
+                self.unregister();
+                return;
+            }
+            Load::Missing => return self.refuse_all(false),
+            Load::Deleted => return self.refuse_all(true),
         }
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -166,10 +302,14 @@ impl Actor {
                         }
                     }
                     self.finish_round().await;
+                    if self.finish_delete().await {
+                        return;
+                    }
                 }
                 _ = tick.tick() => {
                     self.expire_awareness();
                     self.finish_round().await;
+                    self.record_length().await;
                     if self.try_unload().await {
                         return;
                     }
@@ -180,17 +320,30 @@ impl Actor {
     }
 
     /// Loads the newest snapshot and the op log after it, retrying while the store is away.
-    /// Returns false if the server shut down first.
-    async fn load(&mut self) -> bool {
+    async fn load(&mut self) -> Load {
         let mut delay = Duration::from_millis(100);
         loop {
             let started = Instant::now();
-            match self.ctx.store.load(&self.id).await {
-                Ok(stored) => {
+            match self.ctx.store.load(&self.id, self.create).await {
+                Ok(Loaded::Missing) => return Load::Missing,
+                Ok(Loaded::Deleted) => return Load::Deleted,
+                Ok(Loaded::Doc(stored)) => {
                     self.ctx.health.store_ok(true);
                     let doc = build_doc(&self.id, &stored);
+                    self.mirror = Mirror::from_text(&doc_text(&doc));
                     self.awareness = Awareness::new(doc);
                     self.last_seq = stored.last_seq();
+                    self.mirror_seq = self.last_seq;
+                    let length = self.mirror.len_chars() as i64;
+                    self.recorded_length = length;
+                    if stored.recorded != (self.last_seq, length) {
+                        // Rows written before the document's version and length were recorded.
+                        let _ = self
+                            .ctx
+                            .store
+                            .set_stats(&self.id, self.last_seq, length)
+                            .await;
+                    }
                     self.ops_since_snapshot = stored.ops.len() as u64;
                     self.bytes_since_snapshot =
                         stored.ops.iter().map(|op| op.update_v1.len() as u64).sum();
@@ -201,13 +354,13 @@ impl Actor {
                         ms = started.elapsed().as_secs_f64() * 1e3,
                         "document loaded"
                     );
-                    return true;
+                    return Load::Ready;
                 }
                 Err(err) => {
                     self.ctx.health.store_error(&err);
                     tracing::warn!(doc = %self.id, %err, "cannot load document; retrying");
                     tokio::select! {
-                        _ = self.ctx.shutdown.cancelled() => return false,
+                        _ = self.ctx.shutdown.cancelled() => return Load::ShutDown,
                         _ = tokio::time::sleep(delay) => {}
                     }
                     delay = (delay * 2).min(Duration::from_secs(2));
@@ -242,9 +395,16 @@ impl Actor {
                             .push((Target::One(conn), protocol::awareness(update)));
                     }
                 }
-                let _ = ack.send(());
+                let _ = ack.send(Ok(()));
             }
             Command::Leave { conn } => self.remove_conn(conn),
+            Command::Api(request) => {
+                if self.conns.is_empty() {
+                    // REST use keeps a document loaded like a connection does.
+                    self.idle_since = Some(Instant::now());
+                }
+                self.handle_api(request);
+            }
             Command::Messages { conn, msgs } => {
                 for msg in msgs {
                     // A connection kicked earlier in this round may still have messages queued.
@@ -280,6 +440,30 @@ impl Actor {
     }
 
     fn apply_update(&mut self, conn: ConnId, bytes: Vec<u8>, update: Update) {
+        match self.integrate(update) {
+            Ok(true) => self.record(bytes, format!("conn-{conn}"), Target::AllBut(conn), None),
+            Ok(false) => {}
+            Err(Rejected::Invalid(err)) => {
+                self.kick(
+                    conn,
+                    CloseReason::new(close::INVALID_PAYLOAD, format!("invalid update: {err}")),
+                );
+            }
+            Err(Rejected::Panicked) => {
+                tracing::error!(doc = %self.id, conn, "yrs panicked applying an update; document will be reloaded");
+                self.kick(
+                    conn,
+                    CloseReason::new(
+                        close::INVALID_PAYLOAD,
+                        "invalid update: rejected by the CRDT",
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Applies an update to the document; true if it changed something worth a row.
+    fn integrate(&mut self, update: Update) -> Result<bool, Rejected> {
         let doc = self.awareness.doc();
         // yrs integrates untrusted input; contain a panic to this update and this connection.
         let result = catch_unwind(AssertUnwindSafe(|| {
@@ -296,37 +480,264 @@ impl Actor {
             )
         }));
         match result {
-            Ok(Ok(true)) => {
-                self.last_seq += 1;
-                self.ops_since_snapshot += 1;
-                self.bytes_since_snapshot += bytes.len() as u64;
-                let relay = protocol::update(bytes.clone());
-                self.uncommitted.push(NewOp {
-                    seq: self.last_seq,
-                    update_v1: bytes,
-                    origin: Some(format!("conn-{conn}")),
-                });
-                self.outbox.push((Target::AllBut(conn), relay));
-            }
-            Ok(Ok(false)) => {}
+            Ok(Ok(changed)) => Ok(changed),
             Ok(Err(err)) => {
                 self.needs_rebuild = true;
-                self.kick(
-                    conn,
-                    CloseReason::new(close::INVALID_PAYLOAD, format!("invalid update: {err}")),
-                );
+                Err(Rejected::Invalid(err))
             }
             Err(_) => {
                 self.needs_rebuild = true;
-                tracing::error!(doc = %self.id, conn, "yrs panicked applying an update; document will be reloaded");
-                self.kick(
-                    conn,
-                    CloseReason::new(
-                        close::INVALID_PAYLOAD,
-                        "invalid update: rejected by the CRDT",
-                    ),
-                );
+                Err(Rejected::Panicked)
             }
+        }
+    }
+
+    /// Adds an applied update to the round: a new op-log row, relayed to `relay` after commit.
+    /// `chars`: what it inserted and deleted, when known without walking the text (history
+    /// computes the rest by replay).
+    fn record(&mut self, bytes: Vec<u8>, origin: String, relay: Target, chars: Option<(u64, u64)>) {
+        self.last_seq += 1;
+        self.ops_since_snapshot += 1;
+        self.bytes_since_snapshot += bytes.len() as u64;
+        let frame = protocol::update(bytes.clone());
+        self.uncommitted.push(NewOp {
+            seq: self.last_seq,
+            update_v1: bytes,
+            origin: Some(origin),
+            chars,
+        });
+        self.outbox.push((relay, frame));
+    }
+
+    /// Brings the mirror up to the document's current version: one walk of the text and a diff,
+    /// however many updates arrived since.
+    fn sync_mirror(&mut self) {
+        if self.mirror_seq == self.last_seq {
+            return;
+        }
+        let doc = self.awareness.doc();
+        let text = doc.get_or_insert_text(TEXT_NAME);
+        let current = text_of(&doc.transact(), &text);
+        self.mirror.sync(&current);
+        self.mirror_seq = self.last_seq;
+    }
+
+    /// Syncs the mirror and records a changed length on the documents row (for listings).
+    async fn record_length(&mut self) {
+        self.sync_mirror();
+        let length = self.mirror.len_chars() as i64;
+        if length != self.recorded_length
+            && self
+                .ctx
+                .store
+                .set_stats(&self.id, self.last_seq, length)
+                .await
+                .is_ok()
+        {
+            self.recorded_length = length;
+        }
+    }
+
+    fn handle_api(&mut self, request: ApiRequest) {
+        if !matches!(
+            request,
+            ApiRequest::Delete { .. } | ApiRequest::EncodeState { .. }
+        ) {
+            self.sync_mirror();
+        }
+        match request {
+            ApiRequest::Info { reply } => {
+                let result = Ok(self.applied());
+                self.reply(reply, result);
+            }
+            ApiRequest::Text { version, reply } => {
+                let result = self.check_version(version).map(|()| TextAt {
+                    text: self.mirror.text(),
+                    version: self.last_seq,
+                });
+                self.reply(reply, result);
+            }
+            ApiRequest::Edits {
+                version,
+                edits,
+                origin,
+                reply,
+            } => {
+                let result = self
+                    .check_version(version)
+                    .and_then(|()| self.edit_locally(&edits, origin));
+                self.reply(reply, result);
+            }
+            ApiRequest::ReplaceText {
+                text,
+                origin,
+                reply,
+            } => {
+                let edits = edit::diff(&self.mirror.text(), &text);
+                let result = self.edit_locally(&edits, origin);
+                self.reply(reply, result);
+            }
+            ApiRequest::Update {
+                update,
+                origin,
+                reply,
+            } => {
+                let decoded = catch_unwind(|| Update::decode_v1(&update))
+                    .map_err(|_| "the decoder panicked on it".to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()));
+                let result = match decoded {
+                    Err(err) => Err(DocError::InvalidUpdate(err)),
+                    Ok(decoded) => match self.integrate(decoded) {
+                        Ok(changed) => {
+                            if changed {
+                                self.record(update, origin.to_string(), Target::All, None);
+                                self.sync_mirror();
+                            }
+                            Ok(self.applied())
+                        }
+                        Err(Rejected::Invalid(err)) => Err(DocError::InvalidUpdate(err)),
+                        Err(Rejected::Panicked) => {
+                            Err(DocError::InvalidUpdate("rejected by the CRDT".to_string()))
+                        }
+                    },
+                };
+                self.reply(reply, result);
+            }
+            ApiRequest::EncodeState { reply } => {
+                let result = Ok((self.encode_state(), self.last_seq));
+                self.reply(reply, result);
+            }
+            ApiRequest::Search {
+                searcher,
+                limit,
+                context,
+                reply,
+            } => {
+                let result = Ok(self.search(&searcher, limit, context));
+                self.reply(reply, result);
+            }
+            ApiRequest::Complete {
+                prefix,
+                limit,
+                reply,
+            } => {
+                let result = Ok(self.mirror.words().top_k(&prefix, limit));
+                self.reply(reply, result);
+            }
+            ApiRequest::Delete { reply } => {
+                if let Some(earlier) = self.delete.replace(reply) {
+                    // Two deletes in one round: both succeed with the one delete.
+                    self.replies.push(Box::new(move || {
+                        let _ = earlier.send(Ok(()));
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Queues `result` for after the round's commit.
+    fn reply<T: Send + 'static>(&mut self, reply: Reply<T>, result: Result<T, DocError>) {
+        self.replies.push(Box::new(move || {
+            let _ = reply.send(result);
+        }));
+    }
+
+    /// The version and length now (the mirror is in sync when this is called).
+    fn applied(&self) -> Applied {
+        Applied {
+            version: self.last_seq,
+            length: self.mirror.len_chars() as u64,
+        }
+    }
+
+    /// Ok when `version` is absent or current.
+    fn check_version(&self, version: Option<i64>) -> Result<(), DocError> {
+        match version {
+            None => Ok(()),
+            Some(v) if v == self.last_seq => Ok(()),
+            Some(v) if v < self.last_seq && v >= 0 => Err(DocError::Stale {
+                current: self.last_seq,
+            }),
+            Some(v) => Err(DocError::UnknownVersion {
+                version: v,
+                current: self.last_seq,
+            }),
+        }
+    }
+
+    /// Makes `edits` on the live document as the server's own yrs client: one update, one
+    /// op-log row, relayed to every connection.
+    /// The mirror is in sync when this is called, and the same edits keep it so.
+    fn edit_locally(&mut self, edits: &[Edit], origin: &'static str) -> Result<Applied, DocError> {
+        let planned = edit::plan(self.mirror.buffer(), edits)?;
+        if planned.is_empty() {
+            return Ok(self.applied());
+        }
+        let doc = self.awareness.doc();
+        let text = doc.get_or_insert_text(TEXT_NAME);
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let mut txn = doc.transact_mut();
+            edit::apply(&mut txn, &text, &planned);
+            txn.encode_update_v1()
+        }));
+        match result {
+            Ok(update) => {
+                let inserted = edits.iter().map(|e| e.insert.chars().count() as u64).sum();
+                let deleted = edits.iter().map(|e| e.delete).sum();
+                self.record(
+                    update,
+                    origin.to_string(),
+                    Target::All,
+                    Some((inserted, deleted)),
+                );
+                for e in edits {
+                    self.mirror.apply_edit(e);
+                }
+                self.mirror_seq = self.last_seq;
+                Ok(self.applied())
+            }
+            Err(_) => {
+                // Checked positions cannot make yrs fail; if it does anyway, reload.
+                self.needs_rebuild = true;
+                tracing::error!(doc = %self.id, "yrs panicked applying checked edits; document will be reloaded");
+                Err(DocError::Unavailable(
+                    "the edit could not be applied; the document is reloading, retry".into(),
+                ))
+            }
+        }
+    }
+
+    fn search(&self, searcher: &Searcher, limit: usize, context: usize) -> SearchResult {
+        let buf = self.mirror.buffer();
+        let mut hits = Vec::new();
+        let mut total = 0;
+        for m in searcher.find_iter(buf) {
+            total += 1;
+            if hits.len() >= limit {
+                continue;
+            }
+            let start = m.chars.start;
+            let (line, column) = buf.char_to_line_col(start).unwrap_or((0, 0));
+            let line_start = start - column;
+            let line_end = buf
+                .line_to_char(line + 1)
+                .map(|next| next - 1)
+                .unwrap_or(buf.len_chars());
+            let from = start.saturating_sub(context).max(line_start);
+            let to = (m.chars.end + context).min(line_end).max(m.chars.end);
+            hits.push(SearchHit {
+                offset: start,
+                length: m.chars.len(),
+                line,
+                column,
+                context: buf.slice(from..to).unwrap_or_default(),
+                context_offset: start - from,
+            });
+        }
+        SearchResult {
+            hits,
+            total,
+            version: self.last_seq,
         }
     }
 
@@ -409,6 +820,9 @@ impl Actor {
     /// Commits the round's updates, then sends what the round produced.
     async fn finish_round(&mut self) {
         self.commit().await;
+        for reply in std::mem::take(&mut self.replies) {
+            reply();
+        }
         while !self.outbox.is_empty() {
             let mut overflowed = Vec::new();
             let mut gone = Vec::new();
@@ -458,11 +872,19 @@ impl Actor {
         if self.uncommitted.is_empty() {
             return;
         }
+        // The length is known cheaply only when the mirror is in sync; otherwise the tick
+        // records it.
+        let length = (self.mirror_seq == self.last_seq).then(|| self.mirror.len_chars() as i64);
         let mut delay = Duration::from_millis(50);
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            match self.ctx.store.append(&self.id, &self.uncommitted).await {
+            match self
+                .ctx
+                .store
+                .append(&self.id, &self.uncommitted, self.last_seq, length)
+                .await
+            {
                 Ok(inserted) => {
                     if inserted < self.uncommitted.len() as u64 && attempt == 1 {
                         tracing::error!(doc = %self.id, "op-log sequence numbers already taken: is another server writing this document?");
@@ -478,13 +900,16 @@ impl Actor {
                 }
             }
         }
+        if let Some(length) = length {
+            self.recorded_length = length;
+        }
         self.uncommitted.clear();
     }
 
     /// Reloads the document from the store after yrs failed mid-update.
     async fn rebuild(&mut self) {
         let states = self.awareness.update().ok();
-        if self.load().await {
+        if matches!(self.load().await, Load::Ready) {
             if let Some(states) = states {
                 let _ = self.awareness.apply_update(states);
             }
@@ -551,6 +976,7 @@ impl Actor {
 
     async fn shut_down(&mut self) {
         self.commit().await;
+        self.record_length().await;
         if let Some(h) = self.compaction.take() {
             let _ = h.await;
         }
@@ -579,6 +1005,56 @@ impl Actor {
         self.unregister();
     }
 
+    /// Does a delete asked for this round (after its commit). Returns true when the document
+    /// is gone and the actor should stop.
+    async fn finish_delete(&mut self) -> bool {
+        let Some(reply) = self.delete.take() else {
+            return false;
+        };
+        if let Some(h) = self.compaction.take() {
+            let _ = h.await;
+        }
+        if let Err(err) = self.ctx.store.delete(&self.id).await {
+            self.ctx.health.store_error(&err);
+            let _ = reply.send(Err(DocError::Unavailable(format!(
+                "cannot delete the document now: {err}"
+            ))));
+            return false;
+        }
+        tracing::info!(doc = %self.id, "document deleted");
+        for (_, conn) in self.conns.drain() {
+            if let Some(kick) = conn.kick {
+                let _ = kick.send(CloseReason::new(
+                    close::DOCUMENT_DELETED,
+                    "document deleted",
+                ));
+            }
+        }
+        let _ = reply.send(Ok(()));
+        self.refuse_all(true);
+        true
+    }
+
+    /// Stops an actor whose document does not exist (`deleted`: any more): answers whatever is
+    /// queued. A join to a document that was never created is dropped, so the connection
+    /// retries with an actor that creates it.
+    fn refuse_all(&mut self, deleted: bool) {
+        self.unregister();
+        self.rx.close();
+        while let Ok(cmd) = self.rx.try_recv() {
+            match cmd {
+                Command::Join { ack, .. } if deleted => {
+                    let _ = ack.send(Err(CloseReason::new(
+                        close::DOCUMENT_DELETED,
+                        "document deleted",
+                    )));
+                }
+                Command::Api(request) => request.refuse(DocError::NotFound),
+                _ => {}
+            }
+        }
+    }
+
     fn unregister(&self) {
         if let Some(documents) = self.documents.upgrade() {
             documents.remove(&self.id, self.generation);
@@ -586,12 +1062,47 @@ impl Actor {
     }
 }
 
+enum Load {
+    Ready,
+    Missing,
+    Deleted,
+    ShutDown,
+}
+
+/// Why an update was not integrated.
+enum Rejected {
+    Invalid(String),
+    Panicked,
+}
+
+impl ApiRequest {
+    /// Answers the request with `err` without doing it.
+    pub fn refuse(self, err: DocError) {
+        fn no<T>(reply: Reply<T>, err: DocError) {
+            let _ = reply.send(Err(err));
+        }
+        match self {
+            ApiRequest::Text { reply, .. } => no(reply, err),
+            ApiRequest::Edits { reply, .. }
+            | ApiRequest::ReplaceText { reply, .. }
+            | ApiRequest::Update { reply, .. }
+            | ApiRequest::Info { reply } => no(reply, err),
+            ApiRequest::EncodeState { reply } => no(reply, err),
+            ApiRequest::Search { reply, .. } => no(reply, err),
+            ApiRequest::Complete { reply, .. } => no(reply, err),
+            ApiRequest::Delete { reply } => no(reply, err),
+        }
+    }
+}
+
 /// A fresh yrs document as the server keeps it. Garbage collection is off: it would replace
 /// deleted content by tombstones that updates arriving out of order may still refer to, and
-/// history replays need the full content.
+/// history replays need the full content. Offsets are UTF-16 code units, as in Yjs, so text
+/// positions and deltas agree with what browser clients count.
 pub fn new_doc() -> Doc {
     Doc::with_options(Options {
         skip_gc: true,
+        offset_kind: OffsetKind::Utf16,
         ..Options::default()
     })
 }

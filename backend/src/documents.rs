@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::document::{Actor, CloseReason, Command, ConnId};
+use crate::document::{Actor, ApiRequest, CloseReason, Command, ConnId, DocError, Reply};
 use crate::protocol::close;
 use crate::server::Context;
 
@@ -44,8 +44,14 @@ impl Documents {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The inbox of `id`'s actor, starting the actor if the document is not open.
-    fn inbox(self: &Arc<Self>, id: &str) -> (u64, mpsc::Sender<Command>) {
+    /// True if `id` is in memory (so it exists and is not deleted).
+    pub fn is_open(&self, id: &str) -> bool {
+        self.lock().contains_key(id)
+    }
+
+    /// The inbox of `id`'s actor, starting the actor if the document is not open; a new actor
+    /// creates the document in the store if `create` is set.
+    fn inbox(self: &Arc<Self>, id: &str, create: bool) -> (u64, mpsc::Sender<Command>) {
         let mut open = self.lock();
         if let Some(entry) = open.get(id) {
             return entry.clone();
@@ -56,6 +62,7 @@ impl Documents {
         let actor = Actor::new(
             id.clone(),
             generation,
+            create,
             self.ctx.clone(),
             Arc::downgrade(self),
             rx,
@@ -78,7 +85,7 @@ impl Documents {
         if self.ctx.shutdown.is_cancelled() {
             return Err(CloseReason::new(close::GOING_AWAY, "server shutting down"));
         }
-        let (generation, inbox) = self.inbox(id);
+        let (generation, inbox) = self.inbox(id, true);
         let (ack_tx, ack_rx) = oneshot::channel();
         if inbox
             .send(Command::Join {
@@ -95,7 +102,8 @@ impl Documents {
         }
         tokio::select! {
             ack = ack_rx => match ack {
-                Ok(()) => Ok(Some(inbox)),
+                Ok(Ok(())) => Ok(Some(inbox)),
+                Ok(Err(reason)) => Err(reason),
                 Err(_) => {
                     self.remove(id, generation);
                     Ok(None)
@@ -105,6 +113,40 @@ impl Documents {
                 Err(CloseReason::new(close::GOING_AWAY, "server shutting down"))
             }
         }
+    }
+
+    /// Sends a REST request to `id`'s actor (loading the document, never creating it) and waits
+    /// for the answer. `make` builds the request around its reply channel; it is called again
+    /// if the actor was unloading and the request has to go to its successor.
+    pub async fn request<T>(
+        self: &Arc<Self>,
+        id: &str,
+        make: impl Fn(Reply<T>) -> ApiRequest,
+    ) -> Result<T, DocError> {
+        for _ in 0..5 {
+            if self.ctx.shutdown.is_cancelled() {
+                break;
+            }
+            let (generation, inbox) = self.inbox(id, false);
+            let (tx, rx) = oneshot::channel();
+            if inbox.send(Command::Api(make(tx))).await.is_err() {
+                self.remove(id, generation);
+                continue;
+            }
+            tokio::select! {
+                answer = rx => match answer {
+                    Ok(result) => return result,
+                    // Dropped unanswered: the actor unloaded with the request still queued.
+                    Err(_) => self.remove(id, generation),
+                },
+                _ = self.ctx.shutdown.cancelled() => break,
+            }
+        }
+        Err(DocError::Unavailable(if self.ctx.shutdown.is_cancelled() {
+            "server shutting down".into()
+        } else {
+            "the document is busy reloading; retry".into()
+        }))
     }
 
     /// Forgets `id` if it still maps to the actor of `generation`.

@@ -10,18 +10,31 @@
 //!   op log before relaying them, snapshots, unloads when idle.
 //! - [`store`]: documents, op log and snapshots in PostgreSQL or SQLite.
 //! - [`protocol`]: the Yjs sync protocol as `yrs::sync` implements it, close codes, id rules.
+//! - [`api`]: the REST API under `/api` (documents, text, edits on any version, history,
+//!   search, autocomplete, Yjs update export/import) and its OpenAPI document.
+//! - [`problem`]: RFC 9457 problem details, the body of every REST error.
+//! - [`edit`]: char-position edits turned into yrs operations; minimal diffs; edits on an older
+//!   version made on a rebuilt copy and merged as a concurrent update.
+//! - [`mirror`]: the text as an editor-core buffer and word index, kept in step with the yrs
+//!   text by an observer (REST reads, search and autocomplete never walk the CRDT).
+//! - [`web`]: the browser editor (`web/dist`, embedded in the binary) at `/`.
 //!
 //! An edit's path: browser keystroke → y-websocket Update frame → [`connection`] decodes it →
 //! [`document`] applies it to the yrs doc → op-log row committed by [`store`] (group commit) →
 //! relayed to every other connection of the document.
 
+pub mod api;
 pub mod config;
 pub mod connection;
 pub mod document;
 pub mod documents;
+pub mod edit;
+pub mod mirror;
+pub mod problem;
 pub mod protocol;
 pub mod server;
 pub mod store;
+pub mod web;
 
 pub use config::Config;
 pub use server::Server;

@@ -27,6 +27,8 @@ pub mod close {
     pub const INTERNAL_ERROR: u16 = 1011;
     /// The client did not keep up with the document's updates; reconnecting resyncs it.
     pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// The document was deleted (through the REST API); it will not come back under this id.
+    pub const DOCUMENT_DELETED: u16 = 4404;
 }
 
 /// Longest document id accepted.

@@ -21,8 +21,9 @@ use tower_http::trace::TraceLayer;
 use crate::config::Config;
 use crate::connection;
 use crate::documents::Documents;
+use crate::problem::Problem;
 use crate::protocol::validate_doc_id;
-use crate::store::{Store, StoreError};
+use crate::store::{DocState, Store, StoreError};
 
 /// Read and write buffer of each WebSocket.
 const SOCKET_BUFFER_BYTES: usize = 4 * 1024;
@@ -118,6 +119,12 @@ impl Server {
             .route("/ws/{doc}", get(websocket))
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(readyz))
+            .nest(
+                "/api",
+                crate::api::router(self.ctx.clone(), self.documents.clone()),
+            )
+            // The browser editor (web/dist, embedded): `/`, `/d/{doc}`, `/assets/*`.
+            .merge(crate::web::router())
             .with_state(state)
             .layer(TraceLayer::new_for_http())
     }
@@ -166,6 +173,20 @@ async fn websocket(
 ) -> Response {
     if let Err(msg) = validate_doc_id(&doc) {
         return (StatusCode::BAD_REQUEST, format!("{msg}\n")).into_response();
+    }
+    // A deleted document's id stays dead: refuse before the upgrade, so a reconnecting client
+    // sees a plain 404. (An open document exists, so the common case needs no query.)
+    if !state.documents.is_open(&doc) {
+        match state.ctx.store.state(&doc).await {
+            Ok(DocState::Deleted) => {
+                return Problem::not_found(format!("document {doc:?} was deleted")).into_response()
+            }
+            Ok(_) => {}
+            Err(err) => {
+                return Problem::unavailable(format!("the database is unavailable: {err}"))
+                    .into_response()
+            }
+        }
     }
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,

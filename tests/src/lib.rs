@@ -7,7 +7,8 @@
 //!   database of the test's own, on `QUIRE_TEST_PG_URL`), and stops, kills and restarts it.
 //! - [`client`]: [`Client`], a yrs document synced over one WebSocket like a y-websocket
 //!   client; [`RawConn`], which sends arbitrary bytes and reports the close code and reason.
-//! - [`http`]: a tiny GET for `/healthz` and `/readyz`.
+//! - [`http`]: a tiny HTTP/1.1 client (any method, headers, binary bodies) for the health
+//!   endpoints and the REST API.
 //! - [`trace`]: editing traces (`shared/traces`) as one yrs update per transaction, each typed
 //!   on exactly its parents' state, for out-of-order delivery tests and replay tools.
 //!
@@ -72,6 +73,55 @@ impl TestServer {
         http::get(self.addr(), path)
             .await
             .unwrap_or_else(|e| panic!("GET {path}: {e}\n{}", self.log_tail()))
+    }
+
+    /// `method path` with `headers` and `body` on this server.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> http::Response {
+        http::request(self.addr(), method, path, headers, body)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log_tail()))
+    }
+
+    /// `method path` with a JSON body.
+    pub async fn send_json(
+        &self,
+        method: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> http::Response {
+        self.request(
+            method,
+            path,
+            &[("Content-Type", "application/json")],
+            body.to_string().as_bytes(),
+        )
+        .await
+    }
+
+    /// Creates a document through the REST API; returns its id.
+    pub async fn create_document(&self, text: &str) -> String {
+        let r = self
+            .send_json(
+                "POST",
+                "/api/documents",
+                &serde_json::json!({ "text": text }),
+            )
+            .await;
+        assert_eq!(r.status, 201, "create: {r:?}");
+        r.json()["id"].as_str().expect("an id").to_string()
+    }
+
+    /// The text of a document through the REST API (panics unless 200).
+    pub async fn text(&self, id: &str) -> String {
+        let r = self.get(&format!("/api/documents/{id}/text")).await;
+        assert_eq!(r.status, 200, "GET text of {id}: {r:?}");
+        r.body
     }
 
     /// Panics unless `/healthz` answers 200.
