@@ -113,7 +113,13 @@ fn main() {
         ));
         println!("{:?}", rows.last());
 
-        // 4. Memory.
+        // 4. Memory, on a fresh server process over the same database: freed memory stays in
+        // a process's allocator, so an RSS delta means something only in a process that never
+        // held the document before.
+        let fresh = ServerProcess::start(&db_url);
+        let (server, addr) = (&fresh, fresh.addr.clone());
+        drop(connect_synced(&addr, "warm-up").await);
+        wait_unloaded(&addr).await;
         let base = server.rss_kib();
         let (holder, _) = connect_synced(&addr, "paper").await;
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -158,6 +164,17 @@ fn main() {
                 before as f64 / 1024.0
             ),
         ));
+        // Unloaded documents hold nothing: more open/unload cycles of the big document must
+        // not grow the process.
+        for _ in 0..10 {
+            drop(connect_synced(&addr, "paper").await);
+            wait_unloaded(&addr).await;
+        }
+        rows.push((
+            "server RSS after 10 more open/unload cycles of the automerge-paper document".into(),
+            format!("{:.1} MiB", server.rss_kib() as f64 / 1024.0),
+        ));
+        fresh.stop();
     });
 
     server.stop();
