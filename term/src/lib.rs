@@ -1,0 +1,28 @@
+//! quire's terminal editor (`quire`): a small editor for local files that also joins live
+//! quire documents. editor-core does the text work (gap buffer, KMP search, trie
+//! autocomplete, undo history); yrs does the collaboration (Yjs sync protocol, awareness,
+//! undo of one's own edits); ratatui + crossterm draw it.
+//!
+//! # Layout (one file per concept)
+//! - [`app`]: the editor's state and what each action does; every text change goes through
+//!   [`app::App::edit`].
+//! - [`view`]: drawing a frame (text, gutter, highlights, cursors, status bar, popup).
+//! - [`keymap`]: keys to actions.
+//! - [`layout`]: grapheme clusters, display widths, tabs.
+//! - [`file`](mod@file): loading and saving files (UTF-8 checks, atomic saves).
+//! - [`live`]: a live document — the yrs replica, sync protocol, awareness, undo.
+//! - [`net`]: the WebSocket, reconnecting with backoff.
+//! - [`search`]: the search bar; [`complete`]: the completion popup (each with the `impl App`
+//!   block of its keys).
+//! - [`runner`]: the terminal and the event loop.
+
+pub mod app;
+pub mod complete;
+pub mod file;
+pub mod keymap;
+pub mod layout;
+pub mod live;
+pub mod net;
+pub mod runner;
+pub mod search;
+pub mod view;
