@@ -23,6 +23,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use tower_http::limit::RequestBodyLimitLayer;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
+use crate::auth::{self, Claims, Role};
 use crate::document::{build_doc, ApiRequest, Applied, DocError, TextAt};
 use crate::documents::Documents;
 use crate::edit::{self, Edit};
@@ -53,7 +54,9 @@ pub fn router<S: Clone + Send + Sync + 'static>(
     documents: Arc<Documents>,
 ) -> Router<S> {
     let limit = ctx.config.max_body_bytes;
-    Router::new()
+    let cors = cors_layer(&ctx.config.cors_origins);
+    let gate = middleware::from_fn_with_state(ctx.clone(), auth::rest_layer);
+    let router = Router::new()
         .route("/documents", get(list_documents).post(create_document))
         .route(
             "/documents/{id}",
@@ -68,13 +71,57 @@ pub fn router<S: Clone + Send + Sync + 'static>(
         .route("/documents/{id}/search", get(search))
         .route("/documents/{id}/complete", get(complete))
         .route("/documents/{id}/update", get(get_update).post(post_update))
+        .route("/tokens", axum::routing::post(mint_token))
         .route("/openapi.json", get(openapi_json))
         .fallback(|| async { Problem::not_found("no such API endpoint: see /api/openapi.json") })
         .with_state(ApiState { ctx, documents })
         // Extractors get the same limit as the layer (axum's own default is 2 MB).
         .layer(DefaultBodyLimit::max(limit))
         .layer(RequestBodyLimitLayer::new(limit))
-        .layer(middleware::from_fn(problem_layer))
+        // Access control sees every request before a handler (or the body limit) does.
+        .layer(gate)
+        .layer(middleware::from_fn(problem_layer));
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
+/// CORS for the listed origins (`--cors-origin`); none: no CORS headers, same-origin only.
+fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{header, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| match HeaderValue::from_str(o.trim().trim_end_matches('/')) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                tracing::warn!(origin = %o, "ignoring a --cors-origin that is not a valid origin");
+                None
+            }
+        })
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::IF_MATCH,
+            ])
+            .expose_headers([header::ETAG, header::LOCATION])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 /// The OpenAPI 3.1 document as JSON.
@@ -95,7 +142,14 @@ Errors are RFC 9457 problem details (`application/problem+json`). Their `type`s:
 `urn:quire:problem:not-found` (404), `invalid-json` and `invalid-query` and `bad-request` (400), \
 `invalid-position` (400, names the valid range), `invalid-update` (400), `unknown-version` (409, \
 with `current_version`), `version-compacted` (409), `body-too-large` (413), \
-`unsupported-media-type` (415), `method-not-allowed` (405), `unavailable` (503).",
+`unsupported-media-type` (415), `method-not-allowed` (405), `unavailable` (503), \
+`document-too-large` (413: the change would pass the document size limit).\n\n\
+**Access control.** A server started with `--auth-secret` needs a token on every request but \
+this document: `Authorization: Bearer TOKEN` (or a `token` query parameter). Tokens name a \
+document (or `*`), a role (`read-only`: GET only; `read-write`; `admin`) and an expiry; \
+`POST /api/tokens` mints them, with the server's secret (or an admin token) as bearer. Refusals: \
+`unauthorized` (401: no, invalid or expired token) and `forbidden` (403: another document, or \
+a change with a read-only token). A server without a secret is open and needs none.",
     ),
     paths(
         create_document,
@@ -112,11 +166,40 @@ with `current_version`), `version-compacted` (409), `body-too-large` (413), \
         complete,
         get_update,
         post_update,
+        mint_token,
     ),
     components(schemas(Problem, Edit)),
+    modifiers(&BearerAuth),
     tags((name = "documents", description = "quire documents"))
 )]
 struct ApiDoc;
+
+/// Declares the bearer token scheme, required by every operation when the server has a secret
+/// (and satisfied by no token at all when it has none).
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("An access token from POST /api/tokens (or the server's secret, as admin). Needed only when the server runs with --auth-secret."))
+                    .build(),
+            ),
+        );
+        openapi.security = Some(vec![
+            SecurityRequirement::new("bearer", Vec::<String>::new()),
+            SecurityRequirement::default(),
+        ]);
+    }
+}
 
 async fn openapi_json() -> Response {
     match openapi().to_json() {
@@ -989,6 +1072,94 @@ async fn post_update(
 
 /// The text at `version` (default current): from the actor if current, else rebuilt from the
 /// op log.
+/// A token to mint.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct MintToken {
+    /// The document the token opens, or `*` for every document. Default `*`.
+    #[serde(default)]
+    document: Option<String>,
+    /// Default `read-write`.
+    #[serde(default)]
+    role: Option<Role>,
+    /// Lifetime in seconds, 1 to 31536000 (a year). Default 86400 (a day).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 31536000)]
+    expires_in: Option<u64>,
+}
+
+/// A minted token.
+#[derive(Debug, Serialize, ToSchema)]
+struct TokenInfo {
+    /// The token: send it as `Authorization: Bearer TOKEN` or `?token=TOKEN`.
+    token: String,
+    /// The document it opens, or `*`.
+    document: String,
+    role: Role,
+    /// When it expires (RFC 3339, UTC).
+    expires_at: String,
+    /// Its lifetime in seconds.
+    expires_in: u64,
+}
+
+/// Mint an access token (needs the server's secret, or an admin token, as bearer).
+#[utoipa::path(
+    post, path = "/api/tokens", tag = "tokens",
+    request_body(content = MintToken, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Minted", body = TokenInfo),
+        (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No, invalid or expired token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Access control is off (no --auth-secret): there is nothing to mint", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn mint_token(
+    State(s): State<ApiState>,
+    ApiJson(req): ApiJson<MintToken>,
+) -> Result<Response, Problem> {
+    if !s.ctx.auth.enabled() {
+        return Err(Problem::not_found(
+            "access control is off (no --auth-secret): quire is open and needs no tokens",
+        ));
+    }
+    let document = req.document.unwrap_or_else(|| "*".to_string());
+    if document != "*" {
+        check_id(&document)?;
+    }
+    let expires_in = req.expires_in.unwrap_or(auth::DEFAULT_TOKEN_SECS);
+    if !(1..=auth::MAX_TOKEN_SECS).contains(&expires_in) {
+        return Err(Problem::bad_request(format!(
+            "expires_in must be 1 to {} seconds (got {expires_in})",
+            auth::MAX_TOKEN_SECS
+        )));
+    }
+    let role = req.role.unwrap_or(Role::ReadWrite);
+    let iat = auth::now_secs();
+    let claims = Claims {
+        doc: document.clone(),
+        role,
+        exp: iat + expires_in,
+        iat,
+    };
+    let token = s
+        .ctx
+        .auth
+        .sign(&claims)
+        .ok_or_else(|| internal("signing the token"))?;
+    tracing::info!(document = %document, role = role.as_str(), expires_in, "token minted");
+    let info = TokenInfo {
+        token,
+        document,
+        role,
+        expires_at: rfc3339((claims.exp as i64).saturating_mul(1000)),
+        expires_in,
+    };
+    Ok((StatusCode::CREATED, Json(info)).into_response())
+}
+
 async fn text_at(s: &ApiState, id: &str, version: Option<i64>) -> Result<TextAt, Problem> {
     match s
         .documents
@@ -1200,6 +1371,12 @@ fn doc_problem(id: &str, err: DocError) -> Problem {
             err.to_string(),
         ),
         DocError::Unavailable(why) => Problem::unavailable(why),
+        DocError::TooLarge(why) => Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "document-too-large",
+            "Document too large",
+            why,
+        ),
     }
 }
 
@@ -1225,7 +1402,7 @@ fn new_id() -> Result<String, Problem> {
 }
 
 /// Unix milliseconds as RFC 3339 UTC with milliseconds (`2026-11-22T10:00:00.123Z`).
-fn rfc3339(ms: i64) -> String {
+pub(crate) fn rfc3339(ms: i64) -> String {
     let (secs, milli) = (ms.div_euclid(1000), ms.rem_euclid(1000));
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Howard Hinnant's civil_from_days.

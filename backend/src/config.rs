@@ -58,6 +58,54 @@ pub struct Config {
     /// Seconds shutdown waits for documents to flush before giving up.
     #[arg(long, env = "QUIRE_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
+
+    /// Secret that signs access tokens (HMAC-SHA256). When set (or `--auth-secret-file`), every
+    /// WebSocket and REST request needs a token, and `POST /api/tokens` with this secret as
+    /// bearer mints them. Unset: quire runs open (anyone who can reach it reads and writes).
+    #[arg(long, env = "QUIRE_AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+
+    /// File holding the token-signing secret (surrounding whitespace ignored); an alternative
+    /// to `--auth-secret` that keeps the secret out of the process list.
+    #[arg(long, env = "QUIRE_AUTH_SECRET_FILE", conflicts_with = "auth_secret")]
+    pub auth_secret_file: Option<std::path::PathBuf>,
+
+    /// Origin allowed to call the REST API from a browser page on another origin (CORS);
+    /// repeat for several (the variable takes a comma-separated list). None: same-origin only.
+    #[arg(
+        long = "cors-origin",
+        env = "QUIRE_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// WebSocket connections open at once from one IP address (0: no limit); one more is
+    /// refused with 429 before the upgrade.
+    #[arg(long, env = "QUIRE_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
+
+    /// Messages per second one WebSocket connection may send on average; a connection that
+    /// exceeds it, beyond its burst, is closed with 4429. 0 (the default): no limit, since bulk
+    /// importers and trace replays send thousands a second; 200 suits editors (fast typing
+    /// sends about 30: an update and an awareness change per keystroke).
+    #[arg(long, env = "QUIRE_MAX_MESSAGES_PER_SEC", default_value_t = 0)]
+    pub max_messages_per_sec: u32,
+
+    /// Messages a connection may send in a burst above the per-second rate (a paste, a
+    /// reconnect's catch-up).
+    #[arg(long, env = "QUIRE_MESSAGE_BURST", default_value_t = 2000)]
+    pub message_burst: u32,
+
+    /// Documents held in memory at once (0: no limit); opening one more is refused (503 for
+    /// REST and before a WebSocket upgrade) until idle ones unload.
+    #[arg(long, env = "QUIRE_MAX_DOCUMENTS", default_value_t = 10_000)]
+    pub max_documents: usize,
+
+    /// Largest document, in bytes of its encoded Yjs state (approximate: the state when it was
+    /// loaded plus every update since); an update that would pass it is refused (WebSocket:
+    /// permission-denied message; REST: 413). 0: no limit.
+    #[arg(long, env = "QUIRE_MAX_DOCUMENT_BYTES", default_value_t = 64 << 20)]
+    pub max_document_bytes: u64,
 }
 
 impl Config {

@@ -15,9 +15,14 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 
+use tracing::Instrument;
+
+use crate::auth::{now_secs, Access};
 use crate::document::{CloseReason, Command, ConnId};
 use crate::documents::Documents;
-use crate::protocol::{self, close};
+use crate::limits::TokenBucket;
+use crate::metrics::{self, ErrorKind, Limit};
+use crate::protocol::{self, close, Incoming};
 use crate::server::Context;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
@@ -28,33 +33,67 @@ const WRITE_BATCH: usize = 256;
 /// How long a socket closed over unreadable input stays open so the client reads the close.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
-/// Serves one upgraded WebSocket on document `doc_id` until either side closes it.
+/// Serves one upgraded WebSocket on document `doc_id`, with what `access` allows, until either
+/// side closes it. Its logs carry the document and connection ids (a `conn` span).
 pub async fn serve(
     socket: WebSocket,
     doc_id: Arc<str>,
+    access: Access,
     documents: Arc<Documents>,
     ctx: Arc<Context>,
 ) {
     let conn: ConnId = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
-    let _guard = ctx.health.connection_opened();
-    let (mut sink, stream) = socket.split();
-    tracing::debug!(doc = %doc_id, conn, "connection open");
+    let span = tracing::info_span!("conn", doc = %doc_id, conn, role = access.role.as_str());
+    serve_conn(socket, doc_id, conn, access, documents, ctx)
+        .instrument(span)
+        .await
+}
 
-    let (mut out_rx, mut kick_rx, inbox) = loop {
+async fn serve_conn(
+    socket: WebSocket,
+    doc_id: Arc<str>,
+    conn: ConnId,
+    access: Access,
+    documents: Arc<Documents>,
+    ctx: Arc<Context>,
+) {
+    let _guard = ctx.health.connection_opened();
+    metrics::get()
+        .connections_total
+        .fetch_add(1, Ordering::Relaxed);
+    let (mut sink, stream) = socket.split();
+    tracing::debug!("connection open");
+
+    let (mut out_rx, mut kick_rx, inbox, out) = loop {
         let (out_tx, out_rx) = mpsc::channel(ctx.config.outbound_queue);
         let (kick_tx, kick_rx) = oneshot::channel();
-        match documents.join(&doc_id, conn, out_tx, kick_tx).await {
-            Ok(Some(inbox)) => break (out_rx, kick_rx, inbox),
+        match documents.join(&doc_id, conn, out_tx.clone(), kick_tx).await {
+            Ok(Some(inbox)) => break (out_rx, kick_rx, inbox, out_tx),
             Ok(None) => continue,
             Err(reason) => {
+                count_close(&reason);
                 let _ = sink.send(close_message(&reason)).await;
                 return;
             }
         }
     };
+    // The token's expiry, as a deadline on this connection.
+    let expires = access.exp.map(|exp| {
+        tokio::time::Instant::now() + Duration::from_secs(exp.saturating_sub(now_secs()))
+    });
+    let expiry = tokio::time::sleep_until(
+        expires.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)),
+    );
+    tokio::pin!(expiry);
+    let limits = ReadLimits {
+        read_only: !access.role.can_write(),
+        bucket: TokenBucket::new(ctx.config.max_messages_per_sec, ctx.config.message_burst),
+        rate: ctx.config.max_messages_per_sec,
+        out,
+    };
 
     let ping_every = Duration::from_secs(ctx.config.ping_secs.max(1));
-    let reader = read_frames(stream, inbox.clone(), conn, ping_every * 3);
+    let reader = read_frames(stream, inbox.clone(), conn, ping_every * 3, limits);
     tokio::pin!(reader);
     let mut ping = tokio::time::interval(ping_every);
     ping.tick().await;
@@ -65,9 +104,11 @@ pub async fn serve(
             frame = out_rx.recv() => match frame {
                 Some(frame) => {
                     // Write what is queued, then flush once: one syscall for a burst.
+                    count_out(&frame);
                     let mut ok = sink.feed(Message::Binary(frame)).await.is_ok();
                     for _ in 0..WRITE_BATCH {
                         let Ok(frame) = out_rx.try_recv() else { break };
+                        count_out(&frame);
                         ok = ok && sink.feed(Message::Binary(frame)).await.is_ok();
                     }
                     if !ok || sink.flush().await.is_err() {
@@ -81,6 +122,12 @@ pub async fn serve(
             },
             why = &mut kick_rx => {
                 break Some(why.unwrap_or_else(|_| CloseReason::new(close::INTERNAL_ERROR, "document closed unexpectedly; reconnect")));
+            }
+            _ = &mut expiry, if expires.is_some() => {
+                break Some(CloseReason::new(
+                    close::TOKEN_EXPIRED,
+                    "access token expired; reconnect with a new token",
+                ));
             }
             _ = ping.tick() => {
                 if sink.send(Message::Ping(Bytes::new())).await.is_err() {
@@ -99,7 +146,8 @@ pub async fn serve(
         .as_ref()
         .is_some_and(|r| matches!(r.code, close::MESSAGE_TOO_BIG | 1002));
     if let Some(reason) = reason {
-        tracing::debug!(doc = %doc_id, conn, code = reason.code, reason = %reason.reason, "closing");
+        count_close(&reason);
+        tracing::debug!(code = reason.code, reason = %reason.reason, "closing");
         let _ = sink.send(close_message(&reason)).await;
     }
     let _ = sink.close().await;
@@ -115,12 +163,49 @@ pub async fn serve(
     }
 }
 
+/// What the reader enforces besides well-formedness.
+struct ReadLimits {
+    /// Updates are refused with permission-denied (awareness still goes through: a viewer's
+    /// cursor is shown like anyone's).
+    read_only: bool,
+    bucket: Option<TokenBucket>,
+    rate: u32,
+    /// This connection's outbound queue, for the permission-denied answers.
+    out: mpsc::Sender<Bytes>,
+}
+
+/// Counts a frame going out.
+fn count_out(frame: &Bytes) {
+    let m = metrics::get();
+    m.bytes_out.fetch_add(frame.len() as u64, Ordering::Relaxed);
+    // `[0][1]` SyncStep2 and `[0][2]` Update.
+    if frame.len() > 1 && frame[0] == 0 && matches!(frame[1], 1 | 2) {
+        m.updates_out.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts why a connection was closed, when it is an error or a limit.
+fn count_close(reason: &CloseReason) {
+    let m = metrics::get();
+    match reason.code {
+        close::INVALID_PAYLOAD => m.error(ErrorKind::InvalidPayload),
+        close::MESSAGE_TOO_BIG => m.limit_hit(Limit::MessageSize),
+        close::UNSUPPORTED_DATA => m.error(ErrorKind::UnsupportedData),
+        close::TRY_AGAIN_LATER => m.error(ErrorKind::SlowClient),
+        close::RATE_LIMITED => m.limit_hit(Limit::MessageRate),
+        close::TOKEN_EXPIRED => m.error(ErrorKind::Unauthenticated),
+        1002 => m.error(ErrorKind::Protocol),
+        _ => {}
+    }
+}
+
 /// Reads frames until the socket ends or must be closed; returns the close to send, if any.
 async fn read_frames(
     mut stream: futures_util::stream::SplitStream<WebSocket>,
     inbox: mpsc::Sender<Command>,
     conn: ConnId,
     silence_limit: Duration,
+    mut limits: ReadLimits,
 ) -> Option<CloseReason> {
     loop {
         let frame = match tokio::time::timeout(silence_limit, stream.next()).await {
@@ -140,7 +225,29 @@ async fn read_frames(
         match frame {
             Message::Binary(bytes) => match protocol::decode_frame(&bytes) {
                 Ok(msgs) if msgs.is_empty() => {}
-                Ok(msgs) => {
+                Ok(mut msgs) => {
+                    let m = metrics::get();
+                    m.bytes_in.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    m.messages_in
+                        .fetch_add(msgs.len() as u64, Ordering::Relaxed);
+                    if let Some(bucket) = &mut limits.bucket {
+                        if !bucket.take(msgs.len()) {
+                            tracing::info!(rate = limits.rate, "message rate limit hit");
+                            return Some(CloseReason::new(
+                                close::RATE_LIMITED,
+                                format!(
+                                    "more than {} messages per second; slow down and reconnect",
+                                    limits.rate
+                                ),
+                            ));
+                        }
+                    }
+                    if limits.read_only {
+                        msgs = refuse_updates(msgs, &limits.out);
+                        if msgs.is_empty() {
+                            continue;
+                        }
+                    }
                     if inbox.send(Command::Messages { conn, msgs }).await.is_err() {
                         return Some(CloseReason::new(
                             close::INTERNAL_ERROR,
@@ -190,4 +297,26 @@ fn close_message(reason: &CloseReason) -> Message {
         code: reason.code,
         reason: text.into(),
     }))
+}
+
+/// Drops a read-only connection's updates, answering each one that carries content with the
+/// protocol's permission-denied message (an empty SyncStep2, a client with nothing new
+/// answering the server's SyncStep1, is dropped silently).
+fn refuse_updates(msgs: Vec<Incoming>, out: &mpsc::Sender<Bytes>) -> Vec<Incoming> {
+    msgs.into_iter()
+        .filter(|msg| match msg {
+            Incoming::Update { update, .. } => {
+                if !update.is_empty() {
+                    metrics::get().error(ErrorKind::Forbidden);
+                    tracing::debug!("update from a read-only connection refused");
+                    // A full queue means the client is not reading; the actor will close it.
+                    let _ = out.try_send(protocol::permission_denied(
+                        "read-only access: this connection's token does not allow changes",
+                    ));
+                }
+                false
+            }
+            _ => true,
+        })
+        .collect()
 }

@@ -17,6 +17,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,7 @@ use yrs::{ClientID, Doc, OffsetKind, Options, ReadTxn, StateVector, Transact, Up
 
 use crate::documents::Documents;
 use crate::edit::{self, Edit, EditError};
+use crate::metrics::{self, ErrorKind, Limit};
 use crate::mirror::{doc_text, text_of, Mirror, TEXT_NAME};
 use crate::protocol::{self, close, Incoming};
 use crate::server::Context;
@@ -147,6 +149,9 @@ pub enum DocError {
     InvalidUpdate(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The change would grow the document past `--max-document-bytes`.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// The text at a version.
@@ -227,6 +232,11 @@ pub(crate) struct Actor {
     /// the store (which holds only good updates) after the round's commit.
     needs_rebuild: bool,
     idle_since: Option<Instant>,
+    /// Approximate size of the encoded document: its state when loaded plus every update
+    /// recorded since (an over-estimate: deletes and overlaps shrink the real state).
+    approx_bytes: u64,
+    /// When the current round took its first command (for the broadcast latency histogram).
+    round_started: Instant,
 }
 
 impl Actor {
@@ -260,6 +270,8 @@ impl Actor {
             compaction: None,
             needs_rebuild: false,
             idle_since: Some(Instant::now()),
+            approx_bytes: 0,
+            round_started: Instant::now(),
         }
     }
 
@@ -294,6 +306,7 @@ impl Actor {
                 _ = shutdown.cancelled() => break,
                 cmd = self.rx.recv() => {
                     let Some(cmd) = cmd else { break };
+                    self.round_started = Instant::now();
                     self.handle(cmd);
                     for _ in 1..MAX_ROUND {
                         match self.rx.try_recv() {
@@ -344,6 +357,7 @@ impl Actor {
                             .set_stats(&self.id, self.last_seq, length)
                             .await;
                     }
+                    self.approx_bytes = self.encode_state().len() as u64;
                     self.ops_since_snapshot = stored.ops.len() as u64;
                     self.bytes_since_snapshot =
                         stored.ops.iter().map(|op| op.update_v1.len() as u64).sum();
@@ -358,6 +372,7 @@ impl Actor {
                 }
                 Err(err) => {
                     self.ctx.health.store_error(&err);
+                    metrics::get().error(ErrorKind::Store);
                     tracing::warn!(doc = %self.id, %err, "cannot load document; retrying");
                     tokio::select! {
                         _ = self.ctx.shutdown.cancelled() => return Load::ShutDown,
@@ -440,6 +455,14 @@ impl Actor {
     }
 
     fn apply_update(&mut self, conn: ConnId, bytes: Vec<u8>, update: Update) {
+        if let Err(DocError::TooLarge(why)) = self.check_size(bytes.len()) {
+            // Refused like a read-only client's update, without closing: a close would make
+            // the client reconnect and send the same update again, for ever.
+            tracing::info!(doc = %self.id, conn, bytes = bytes.len(), "update refused: document size limit");
+            self.outbox
+                .push((Target::One(conn), protocol::permission_denied(&why)));
+            return;
+        }
         match self.integrate(update) {
             Ok(true) => self.record(bytes, format!("conn-{conn}"), Target::AllBut(conn), None),
             Ok(false) => {}
@@ -462,6 +485,19 @@ impl Actor {
         }
     }
 
+    /// Refuses a change of `extra` bytes that would take the document past its size limit.
+    fn check_size(&self, extra: usize) -> Result<(), DocError> {
+        let max = self.ctx.config.max_document_bytes;
+        if max > 0 && self.approx_bytes + extra as u64 > max {
+            metrics::get().limit_hit(Limit::DocumentSize);
+            return Err(DocError::TooLarge(format!(
+                "document {} is at its size limit: about {} bytes now, {extra} more would pass the {max}-byte limit (--max-document-bytes)",
+                self.id, self.approx_bytes
+            )));
+        }
+        Ok(())
+    }
+
     /// Applies an update to the document; true if it changed something worth a row.
     fn integrate(&mut self, update: Update) -> Result<bool, Rejected> {
         let doc = self.awareness.doc();
@@ -469,12 +505,30 @@ impl Actor {
         let result = catch_unwind(AssertUnwindSafe(|| {
             let mut txn = doc.transact_mut();
             let before = txn.state_vector();
+            // Blocks starting at or past our clock for their client are not a resend. yrs may
+            // integrate such an update (one whose origins we have, after a gap in its client's
+            // clocks) without moving the state vector or keeping it pending; without this
+            // check it got no op-log row and was lost on reload (found by tests/simulation.rs).
+            let beyond = update
+                .state_vector_lower()
+                .iter()
+                .any(|(client, clock)| *clock >= before.get(client));
             txn.apply_update(update).map_err(|e| e.to_string())?;
+            if txn.has_missing_updates() {
+                // yrs merges pending blocks into every encoding (SyncStep2, snapshots), and a
+                // hostile pending update can make that merge panic, which would take down this
+                // actor on the next SyncStep1, and again after every reload once stored. Encode
+                // the pending part now (cheap: the diff from our own state vector), so such an
+                // update panics here, is refused and never stored (found by tests/fuzz_smoke.rs).
+                let sv = txn.state_vector();
+                let _ = txn.encode_state_as_update_v1(&sv);
+            }
             // Unchanged state vector and no deletions: a resend of what we have, so no row.
             // While updates wait for missing dependencies, store everything to be safe: the
             // pending set survives a restart only through the op log.
             Ok::<bool, String>(
-                txn.state_vector() != before
+                beyond
+                    || txn.state_vector() != before
                     || !txn.delete_set().is_empty()
                     || txn.has_missing_updates(),
             )
@@ -499,6 +553,8 @@ impl Actor {
         self.last_seq += 1;
         self.ops_since_snapshot += 1;
         self.bytes_since_snapshot += bytes.len() as u64;
+        self.approx_bytes += bytes.len() as u64;
+        metrics::get().updates_in.fetch_add(1, Ordering::Relaxed);
         let frame = protocol::update(bytes.clone());
         self.uncommitted.push(NewOp {
             seq: self.last_seq,
@@ -563,8 +619,10 @@ impl Actor {
                 origin,
                 reply,
             } => {
+                let inserted: usize = edits.iter().map(|e| e.insert.len()).sum();
                 let result = self
                     .check_version(version)
+                    .and_then(|()| self.check_size(inserted))
                     .and_then(|()| self.edit_locally(&edits, origin));
                 self.reply(reply, result);
             }
@@ -574,7 +632,10 @@ impl Actor {
                 reply,
             } => {
                 let edits = edit::diff(&self.mirror.text(), &text);
-                let result = self.edit_locally(&edits, origin);
+                let inserted: usize = edits.iter().map(|e| e.insert.len()).sum();
+                let result = self
+                    .check_size(inserted)
+                    .and_then(|()| self.edit_locally(&edits, origin));
                 self.reply(reply, result);
             }
             ApiRequest::Update {
@@ -585,8 +646,11 @@ impl Actor {
                 let decoded = catch_unwind(|| Update::decode_v1(&update))
                     .map_err(|_| "the decoder panicked on it".to_string())
                     .and_then(|r| r.map_err(|e| e.to_string()));
+                let decoded = decoded
+                    .map_err(DocError::InvalidUpdate)
+                    .and_then(|d| self.check_size(update.len()).map(|()| d));
                 let result = match decoded {
-                    Err(err) => Err(DocError::InvalidUpdate(err)),
+                    Err(err) => Err(err),
                     Ok(decoded) => match self.integrate(decoded) {
                         Ok(changed) => {
                             if changed {
@@ -819,6 +883,7 @@ impl Actor {
 
     /// Commits the round's updates, then sends what the round produced.
     async fn finish_round(&mut self) {
+        let had_updates = !self.uncommitted.is_empty();
         self.commit().await;
         for reply in std::mem::take(&mut self.replies) {
             reply();
@@ -861,6 +926,11 @@ impl Actor {
                 );
             }
         }
+        if had_updates {
+            metrics::get()
+                .broadcast
+                .observe(self.round_started.elapsed());
+        }
         if self.needs_rebuild {
             self.needs_rebuild = false;
             self.rebuild().await;
@@ -879,6 +949,7 @@ impl Actor {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
+            let started = Instant::now();
             match self
                 .ctx
                 .store
@@ -886,6 +957,7 @@ impl Actor {
                 .await
             {
                 Ok(inserted) => {
+                    metrics::get().oplog_append.observe(started.elapsed());
                     if inserted < self.uncommitted.len() as u64 && attempt == 1 {
                         tracing::error!(doc = %self.id, "op-log sequence numbers already taken: is another server writing this document?");
                     }
@@ -894,6 +966,7 @@ impl Actor {
                 }
                 Err(err) => {
                     self.ctx.health.store_error(&err);
+                    metrics::get().error(ErrorKind::Store);
                     tracing::warn!(doc = %self.id, %err, attempt, updates = self.uncommitted.len(), "op-log append failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(2));
@@ -928,6 +1001,10 @@ impl Actor {
         if self.compaction.as_ref().is_some_and(|h| !h.is_finished()) {
             return;
         }
+        if self.has_pending() {
+            // Wait until they integrate: the op log has them in their original form.
+            return;
+        }
         let state = self.encode_state();
         let (store, id, seq) = (self.ctx.store.clone(), self.id.clone(), self.last_seq);
         let retention = cfg.op_retention();
@@ -939,6 +1016,15 @@ impl Actor {
                 tracing::warn!(doc = %id, %err, "snapshot failed");
             }
         }));
+    }
+
+    /// True while updates wait for missing dependencies. yrs merges them into an encoded
+    /// state, and that state does not always decode back to the same document (blocks after a
+    /// gap in a client's clocks came back integrated, or later failed to integrate; found by
+    /// tests/simulation.rs), so no snapshot is written then: the op log keeps the updates as
+    /// they came, and a snapshot follows once they have integrated.
+    fn has_pending(&self) -> bool {
+        self.awareness.doc().transact().has_missing_updates()
     }
 
     fn encode_state(&self) -> Vec<u8> {
@@ -980,7 +1066,7 @@ impl Actor {
         if let Some(h) = self.compaction.take() {
             let _ = h.await;
         }
-        if self.ops_since_snapshot > 0 {
+        if self.ops_since_snapshot > 0 && !self.has_pending() {
             let state = self.encode_state();
             if let Err(err) = self
                 .ctx

@@ -51,10 +51,19 @@ impl Documents {
 
     /// The inbox of `id`'s actor, starting the actor if the document is not open; a new actor
     /// creates the document in the store if `create` is set.
-    fn inbox(self: &Arc<Self>, id: &str, create: bool) -> (u64, mpsc::Sender<Command>) {
+    fn inbox(
+        self: &Arc<Self>,
+        id: &str,
+        create: bool,
+    ) -> Result<(u64, mpsc::Sender<Command>), String> {
         let mut open = self.lock();
         if let Some(entry) = open.get(id) {
-            return entry.clone();
+            return Ok(entry.clone());
+        }
+        let max = self.ctx.config.max_documents;
+        if max > 0 && open.len() >= max {
+            crate::metrics::get().limit_hit(crate::metrics::Limit::Documents);
+            return Err(too_many(max));
         }
         let (tx, rx) = mpsc::channel(INBOX);
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
@@ -69,7 +78,13 @@ impl Documents {
         );
         self.ctx.tracker.spawn(actor.run());
         open.insert(id, (generation, tx.clone()));
-        (generation, tx)
+        Ok((generation, tx))
+    }
+
+    /// True if opening one more document would pass `--max-documents`.
+    pub fn at_capacity(&self) -> bool {
+        let max = self.ctx.config.max_documents;
+        max > 0 && self.open_count() >= max
     }
 
     /// Attaches a connection to a document, waiting until its stored state has loaded. Returns
@@ -85,7 +100,9 @@ impl Documents {
         if self.ctx.shutdown.is_cancelled() {
             return Err(CloseReason::new(close::GOING_AWAY, "server shutting down"));
         }
-        let (generation, inbox) = self.inbox(id, true);
+        let (generation, inbox) = self
+            .inbox(id, true)
+            .map_err(|why| CloseReason::new(close::TRY_AGAIN_LATER, why))?;
         let (ack_tx, ack_rx) = oneshot::channel();
         if inbox
             .send(Command::Join {
@@ -127,7 +144,7 @@ impl Documents {
             if self.ctx.shutdown.is_cancelled() {
                 break;
             }
-            let (generation, inbox) = self.inbox(id, false);
+            let (generation, inbox) = self.inbox(id, false).map_err(DocError::Unavailable)?;
             let (tx, rx) = oneshot::channel();
             if inbox.send(Command::Api(make(tx))).await.is_err() {
                 self.remove(id, generation);
@@ -174,4 +191,9 @@ impl Documents {
         }
         true
     }
+}
+
+/// The refusal when `--max-documents` documents are open.
+pub fn too_many(max: usize) -> String {
+    format!("the server holds its limit of {max} open documents (--max-documents); retry when idle documents have unloaded")
 }

@@ -234,39 +234,36 @@ pub fn diff(old: &str, new: &str) -> Vec<Edit> {
     }
     let chars_in = |toks: &[&str]| toks.iter().map(|t| t.chars().count() as u64).sum::<u64>();
     let mut edits: Vec<Edit> = Vec::new();
+    // Where the next op applies, in tokens of the new text: counted here rather than read from
+    // the ops' `new_index`, which similar's Myers can report wrongly for a `Delete` (seen:
+    // `Delete { new_index: 2 }` before an `Equal` at new index 0), misplacing the edit.
+    let mut cursor = 0usize;
     for op in ops {
-        // After the edits so far the text is new[..new_index] + old[old_index..], so each
-        // edit's position is its new_index.
+        // After the edits so far the text is new[..cursor] + old[old_index..], so each edit's
+        // position is at `cursor`.
         let (new_index, old_range, new_range) = match op {
-            DiffOp::Equal { .. } => continue,
+            DiffOp::Equal { len, .. } => {
+                cursor += len;
+                continue;
+            }
             DiffOp::Delete {
-                old_index,
-                old_len,
-                new_index,
-            } => (
-                new_index,
-                old_index..old_index + old_len,
-                new_index..new_index,
-            ),
-            DiffOp::Insert {
-                old_index,
-                new_index,
-                new_len,
-            } => (
-                new_index,
-                old_index..old_index,
-                new_index..new_index + new_len,
-            ),
+                old_index, old_len, ..
+            } => (cursor, old_index..old_index + old_len, cursor..cursor),
+            DiffOp::Insert { new_len, .. } => {
+                let at = cursor;
+                cursor += new_len;
+                (at, 0..0, at..at + new_len)
+            }
             DiffOp::Replace {
                 old_index,
                 old_len,
-                new_index,
                 new_len,
-            } => (
-                new_index,
-                old_index..old_index + old_len,
-                new_index..new_index + new_len,
-            ),
+                ..
+            } => {
+                let at = cursor;
+                cursor += new_len;
+                (at, old_index..old_index + old_len, at..at + new_len)
+            }
         };
         let edit = Edit {
             pos: base + new_at[new_index],
@@ -323,6 +320,12 @@ mod tests {
             ("one\ntwo\nthree\n", "one\n2\nthree\nfour\n"),
             ("The quick brown fox", "A quick brown dog!"),
             ("𝄞𝄞𝄞", "𝄞x𝄞"),
+            // similar's Myers reports this Delete at new index 2 instead of 0 (found by the
+            // simulation through the text mirror's sync).
+            (
+                "ééae\u{301}🦀abcéa中文\n\\",
+                "ée\u{301}e\u{301}\\céa中文\n\\",
+            ),
         ];
         for (old, new) in cases {
             let edits = diff(old, new);

@@ -17,6 +17,10 @@
 //!   version made on a rebuilt copy and merged as a concurrent update.
 //! - [`mirror`]: the text as an editor-core buffer and word index, kept in step with the yrs
 //!   text by an observer (REST reads, search and autocomplete never walk the CRDT).
+//! - [`fuzzing`]: the bodies of the fuzz targets (`fuzz/`), also smoke-tested by `cargo test`.
+//! - [`auth`]: signed access tokens (document, role, expiry) and the REST API's gate.
+//! - [`limits`]: connections per IP, messages per second per connection.
+//! - [`metrics`]: the counters and histograms behind `/metrics`.
 //! - [`web`]: the browser editor (`web/dist`, embedded in the binary) at `/`.
 //!
 //! An edit's path: browser keystroke → y-websocket Update frame → [`connection`] decodes it →
@@ -24,11 +28,15 @@
 //! relayed to every other connection of the document.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod document;
 pub mod documents;
 pub mod edit;
+pub mod fuzzing;
+pub mod limits;
+pub mod metrics;
 pub mod mirror;
 pub mod problem;
 pub mod protocol;

@@ -13,7 +13,28 @@ async fn main() -> std::process::ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    let config = Config::parse();
+    let mut config = Config::parse();
+    if let Some(path) = config.auth_secret_file.take() {
+        match std::fs::read_to_string(&path) {
+            Ok(text) if !text.trim().is_empty() => {
+                config.auth_secret = Some(text.trim().to_string())
+            }
+            Ok(_) => {
+                eprintln!(
+                    "quire-server: {} is empty: put the token-signing secret in it",
+                    path.display()
+                );
+                return std::process::ExitCode::FAILURE;
+            }
+            Err(err) => {
+                eprintln!(
+                    "quire-server: cannot read --auth-secret-file {}: {err}",
+                    path.display()
+                );
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
     let listen = config.listen;
     let database = redact(&config.database_url);
     let server = match Server::new(config).await {

@@ -176,6 +176,7 @@ fn query_problem(rejection: QueryRejection) -> Problem {
 }
 
 pub fn body_too_large() -> Problem {
+    crate::metrics::get().limit_hit(crate::metrics::Limit::BodySize);
     Problem::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "body-too-large",

@@ -29,6 +29,11 @@ pub mod close {
     pub const TRY_AGAIN_LATER: u16 = 1013;
     /// The document was deleted (through the REST API); it will not come back under this id.
     pub const DOCUMENT_DELETED: u16 = 4404;
+    /// The connection's access token expired (or was refused); reconnect with a new one.
+    pub const TOKEN_EXPIRED: u16 = 4401;
+    /// The connection sent more messages per second than `--max-messages-per-sec` allows,
+    /// beyond its burst.
+    pub const RATE_LIMITED: u16 = 4429;
 }
 
 /// Longest document id accepted.
@@ -152,6 +157,12 @@ pub fn sync_step1(sv: &yrs::StateVector) -> Bytes {
 
 pub fn sync_step2(update: Vec<u8>) -> Bytes {
     encode(&Message::Sync(SyncMessage::SyncStep2(update)))
+}
+
+/// `[2][0] reason`: the protocol's permission-denied message (y-protocols `auth`), sent for a
+/// refused update.
+pub fn permission_denied(reason: &str) -> Bytes {
+    Bytes::from(Message::Auth(Some(reason.to_string())).encode_v1())
 }
 
 pub fn update(update: Vec<u8>) -> Bytes {

@@ -7,20 +7,25 @@ use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::Extension;
 use axum::{Json, Router};
 use serde_json::json;
+use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::trace::TraceLayer;
 
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::connection;
 use crate::documents::Documents;
+use crate::limits::IpLimiter;
+use crate::metrics::{self, Limit};
 use crate::problem::Problem;
 use crate::protocol::validate_doc_id;
 use crate::store::{DocState, Store, StoreError};
@@ -37,6 +42,10 @@ pub struct Context {
     pub shutdown: CancellationToken,
     /// Document actors, so shutdown can wait for their final flush.
     pub tracker: TaskTracker,
+    /// Token checks (open when no secret is configured).
+    pub auth: Auth,
+    /// WebSocket connections per client IP.
+    pub ip_limiter: IpLimiter,
 }
 
 /// Live counters behind `/readyz`.
@@ -96,6 +105,8 @@ impl Server {
     /// Connects to the store (running migrations) and prepares the server.
     pub async fn new(config: Config) -> Result<Server, StoreError> {
         let store = Store::connect(&config.database_url).await?;
+        // `main` has already read `--auth-secret-file` into `auth_secret`.
+        let config_secret = config.auth_secret.clone();
         let ctx = Arc::new(Context {
             config,
             store,
@@ -105,7 +116,14 @@ impl Server {
             },
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            auth: Auth::new(config_secret),
+            ip_limiter: IpLimiter::default(),
         });
+        if ctx.auth.enabled() {
+            tracing::info!("access control on: every WebSocket and REST request needs a token (mint them with POST /api/tokens)");
+        } else {
+            tracing::warn!("no --auth-secret (QUIRE_AUTH_SECRET) set: quire is OPEN, anyone who can reach it can read, change and delete every document; set a secret before exposing it to a network");
+        }
         let documents = Documents::new(ctx.clone());
         Ok(Server { ctx, documents })
     }
@@ -119,6 +137,7 @@ impl Server {
             .route("/ws/{doc}", get(websocket))
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics_text))
             .nest(
                 "/api",
                 crate::api::router(self.ctx.clone(), self.documents.clone()),
@@ -127,6 +146,26 @@ impl Server {
             .merge(crate::web::router())
             .with_state(state)
             .layer(TraceLayer::new_for_http())
+    }
+
+    /// The shared context (store, health, shutdown token): for tests that embed the server.
+    pub fn context(&self) -> &Arc<Context> {
+        &self.ctx
+    }
+
+    /// The open documents: for tests that drive document actors without sockets
+    /// (`Documents::join`, `Command::Messages`).
+    pub fn documents(&self) -> &Arc<Documents> {
+        &self.documents
+    }
+
+    /// Shuts down a server that was never served (embedded in a test): every document commits,
+    /// writes its final snapshot and closes its connections with 1001, then the store closes.
+    pub async fn shutdown(self) {
+        self.ctx.shutdown.cancel();
+        self.ctx.tracker.close();
+        self.ctx.tracker.wait().await;
+        self.ctx.store.close().await;
     }
 
     /// Serves until `signal` completes, then shuts down: stop accepting, flush every document
@@ -143,9 +182,13 @@ impl Server {
             tracing::info!("shutting down: flushing documents");
             token.cancel();
         });
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(ctx.shutdown.clone().cancelled_owned())
-            .await?;
+        axum::serve(
+            listener,
+            self.router()
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(ctx.shutdown.clone().cancelled_owned())
+        .await?;
 
         let grace = Duration::from_secs(ctx.config.shutdown_grace_secs);
         ctx.tracker.close();
@@ -169,10 +212,46 @@ impl Server {
 async fn websocket(
     State(state): State<AppState>,
     Path(doc): Path<String>,
+    RawQuery(query): RawQuery,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if let Err(msg) = validate_doc_id(&doc) {
         return (StatusCode::BAD_REQUEST, format!("{msg}\n")).into_response();
+    }
+    // Access first: nothing about the document is revealed to a request without a token.
+    let token = crate::auth::query_token(query.as_deref());
+    let access = match state.ctx.auth.check(token.as_deref(), Some(&doc), false) {
+        Ok(access) => access,
+        Err(err) => {
+            metrics::get().error(err.metric());
+            tracing::info!(doc = %doc, %err, "WebSocket refused");
+            return err.problem();
+        }
+    };
+    let slot = match peer {
+        Some(Extension(ConnectInfo(addr))) => {
+            let max = state.ctx.config.max_connections_per_ip;
+            match state.ctx.ip_limiter.acquire(addr.ip(), max) {
+                Some(slot) => Some(slot),
+                None => {
+                    metrics::get().limit_hit(Limit::ConnectionsPerIp);
+                    return Problem::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too-many-connections",
+                        "Too many connections",
+                        format!("{} already has {max} WebSocket connections open (--max-connections-per-ip)", addr.ip()),
+                    )
+                    .into_response();
+                }
+            }
+        }
+        None => None,
+    };
+    if !state.documents.is_open(&doc) && state.documents.at_capacity() {
+        metrics::get().limit_hit(Limit::Documents);
+        return Problem::unavailable(crate::documents::too_many(state.ctx.config.max_documents))
+            .into_response();
     }
     // A deleted document's id stays dead: refuse before the upgrade, so a reconnecting client
     // sees a plain 404. (An open document exists, so the common case needs no query.)
@@ -200,7 +279,10 @@ async fn websocket(
         // frames need a few KiB, and bigger messages still grow the buffers as needed.
         .read_buffer_size(SOCKET_BUFFER_BYTES)
         .write_buffer_size(SOCKET_BUFFER_BYTES)
-        .on_upgrade(move |socket| connection::serve(socket, doc.into(), state.documents, state.ctx))
+        .on_upgrade(move |socket| async move {
+            let _slot = slot;
+            connection::serve(socket, doc.into(), access, state.documents, state.ctx).await
+        })
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -231,4 +313,22 @@ async fn readyz(State(state): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+/// `/metrics`: Prometheus text exposition.
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    let ctx = &state.ctx;
+    let body = metrics::get().render(
+        ctx.health.connections(),
+        state.documents.open_count(),
+        ctx.health.loading.load(Ordering::Relaxed),
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }

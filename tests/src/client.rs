@@ -132,6 +132,22 @@ struct Shared {
     sync_step2_received: AtomicU64,
     /// A frame from the server this client could not decode.
     protocol_error: Mutex<Option<String>>,
+    /// Reasons of the permission-denied messages (`[2][0] reason`) received.
+    denied: Mutex<Vec<String>>,
+}
+
+/// Records a permission-denied message (`[2][0] reason`) if `frame` is one.
+fn record_denied(frame: &[u8], shared: &Shared) {
+    if frame.starts_with(&[2]) {
+        let mut decoder = DecoderV1::new(Cursor::new(frame));
+        if let Some(Ok(YMessage::Auth(reason))) = MessageReader::new(&mut decoder).next() {
+            shared
+                .denied
+                .lock()
+                .unwrap()
+                .push(reason.unwrap_or_default());
+        }
+    }
 }
 
 /// The socket plumbing both clients share: a writer task fed by a channel and a reader task
@@ -360,6 +376,7 @@ impl Client {
         let _ = out.send(Out::Frame(Message::Binary(sync_step1_frame(&sv).into())));
         let reader_doc = doc.clone();
         let conn = Conn::spawn_with(ws, (out, out_rx), move |frame, out, shared| {
+            record_denied(frame, shared);
             if let Err(err) = apply_frame(&reader_doc, frame, out, shared) {
                 *shared.protocol_error.lock().unwrap() = Some(err);
             }
@@ -471,6 +488,11 @@ impl Client {
     /// How the connection ended, if it has.
     pub fn closed(&self) -> Option<CloseInfo> {
         self.conn.closed()
+    }
+
+    /// Reasons of the permission-denied messages received so far.
+    pub fn permission_denied(&self) -> Vec<String> {
+        self.conn.shared.denied.lock().unwrap().clone()
     }
 
     /// A frame from the server this client could not decode or apply.
@@ -625,6 +647,7 @@ impl RawConn {
         Ok(RawConn {
             url: url.to_string(),
             conn: Conn::spawn(ws, |frame, _, shared| {
+                record_denied(frame, shared);
                 // Only SyncStep2 is looked at: a frame starting [0][1].
                 if frame.starts_with(&[0, 1]) {
                     shared.sync_step2_received.fetch_add(1, Ordering::Relaxed);
@@ -651,6 +674,11 @@ impl RawConn {
 
     pub fn frames_received(&self) -> u64 {
         self.conn.shared.frames_received.load(Ordering::Relaxed)
+    }
+
+    /// Reasons of the permission-denied messages received so far.
+    pub fn permission_denied(&self) -> Vec<String> {
+        self.conn.shared.denied.lock().unwrap().clone()
     }
 
     /// Sends SyncStep1 and waits for the server's SyncStep2 answer. The server handles one

@@ -5,18 +5,24 @@
 //! - [`server`]: [`TestServer`] builds `quire-server` once per test process (with the cargo
 //!   running the tests), starts it on a free port over SQLite (a temp dir) or PostgreSQL (a
 //!   database of the test's own, on `QUIRE_TEST_PG_URL`), and stops, kills and restarts it.
+//! - [`chaos`]: editors that type through crashes, containment checks, the stock JS chaos
+//!   client and a private PostgreSQL cluster a test may stop and start.
 //! - [`client`]: [`Client`], a yrs document synced over one WebSocket like a y-websocket
 //!   client; [`RawConn`], which sends arbitrary bytes and reports the close code and reason.
 //! - [`http`]: a tiny HTTP/1.1 client (any method, headers, binary bodies) for the health
 //!   endpoints and the REST API.
+//! - [`replay`]: a concurrent trace replayed through a server, one client per agent honouring
+//!   `parents` (the `replay-concurrent` binary).
 //! - [`trace`]: editing traces (`shared/traces`) as one yrs update per transaction, each typed
 //!   on exactly its parents' state, for out-of-order delivery tests and replay tools.
 //!
 //! Every wait has a time limit and panics with what it saw, so a failing test says why.
 
+pub mod chaos;
 pub mod client;
 pub mod http;
 pub mod js;
+pub mod replay;
 pub mod server;
 pub mod trace;
 

@@ -357,6 +357,8 @@ pub struct TestServer {
     extra_args: Vec<String>,
     child: Option<Child>,
     addr: SocketAddr,
+    /// Where the next start listens: port 0 (a free one) unless `restart_same_port` set it.
+    listen: String,
     log_path: PathBuf,
     starts: usize,
     // Dropped after the child is killed (fields drop in order, and Drop kills first).
@@ -385,6 +387,7 @@ impl TestServer {
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             child: None,
             addr: "127.0.0.1:0".parse().unwrap(),
+            listen: "127.0.0.1:0".to_string(),
             log_path: dir.path().join("server-0.log"),
             starts: 0,
             _pg: pg,
@@ -408,7 +411,7 @@ impl TestServer {
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", self.log_path.display()));
         let mut child = Command::new(&binary)
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(&self.listen)
             .arg("--database-url")
             .arg(&self.database_url)
             .args(&self.extra_args)
@@ -585,10 +588,43 @@ impl TestServer {
         }
     }
 
+    /// Starts a server on a database the caller runs (e.g. a private PostgreSQL cluster that a
+    /// test stops and starts), with `extra_args` appended to its command line.
+    pub async fn start_on(database_url: &str, extra_args: &[&str]) -> TestServer {
+        let dir = TempDir::new("custom");
+        let mut server = TestServer {
+            kind: if database_url.starts_with("sqlite:") {
+                StoreKind::Sqlite
+            } else {
+                StoreKind::Postgres
+            },
+            database_url: database_url.to_string(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            listen: "127.0.0.1:0".to_string(),
+            log_path: dir.path().join("server-0.log"),
+            starts: 0,
+            _pg: None,
+            dir,
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// Like [`TestServer::restart`], but listening on the same address as before, so clients
+    /// that reconnect on their own (the stock y-websocket provider) find it again.
+    pub async fn restart_same_port(&mut self) {
+        self.kill9();
+        self.listen = self.addr.to_string();
+        self.spawn().await;
+    }
+
     /// Starts the server again on the same database (stopping it with SIGKILL first if it is
     /// still running). It listens on a new port: take URLs from the server after this.
     pub async fn restart(&mut self) {
         self.kill9();
+        self.listen = "127.0.0.1:0".to_string();
         self.spawn().await;
     }
 

@@ -2,6 +2,8 @@
 // problem+json body; `ApiError` carries its status and its `detail` (or `title`).
 // Positions and lengths are in Unicode code points, as the server counts them.
 
+import { token } from './token.js'
+
 export class ApiError extends Error {
   constructor (status, message, problem = null) {
     super(message)
@@ -24,6 +26,7 @@ async function request (method, path, { json, text, signal, query } = {}) {
     if (qs) url += '?' + qs
   }
   const headers = { Accept: 'application/json, application/problem+json, text/plain' }
+  if (token()) headers.Authorization = `Bearer ${token()}`
   let body
   if (json !== undefined) {
     headers['Content-Type'] = 'application/json'

@@ -5,6 +5,11 @@
   var m = location.pathname.match(/^\/d\/([A-Za-z0-9._-]{1,128})\/?$/)
   if (!m || typeof WebSocket === 'undefined') return
   var url = (location.protocol === 'https:' ? 'wss' : 'ws') + '://' + location.host + '/ws/' + m[1]
+  // The access token, as token.js will find it (the URL, else this tab's sessionStorage), in
+  // the query y-websocket builds from its params.
+  var t = null
+  try { t = new URLSearchParams(location.search).get('token') || sessionStorage.getItem('quire:token') } catch (e) {}
+  if (t) url += '?token=' + encodeURIComponent(t)
   try {
     var ws = new WebSocket(url)
     ws.binaryType = 'arraybuffer'

@@ -309,8 +309,10 @@ function openEditor (id) {
     const state = session.state
     status.dataset.state = state
     const [label, tip] = STATES[state]
-    status.querySelector('.status-text').textContent = label
-    status.title = state === 'closed' ? session.closedReason : tip
+    const ro = session.readOnlyAccess && state !== 'closed'
+    status.querySelector('.status-text').textContent = ro ? `${label} · Read-only` : label
+    status.title = state === 'closed' ? session.closedReason : ro ? `${tip}. Your access is read-only: you can watch, not edit.` : tip
+    status.dataset.readonly = ro ? 'true' : 'false'
     if (state === 'closed') {
       banner.hidden = false
       banner.className = 'banner closed'

@@ -8,6 +8,7 @@
 
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
+import { readOnly, token } from './token.js'
 import { IndexeddbPersistence } from 'y-indexeddb'
 import { yCollab, yUndoManagerKeymap } from 'y-codemirror.next'
 import { EditorState, Compartment } from '@codemirror/state'
@@ -175,8 +176,12 @@ export class Session {
     })
 
     const wsBase = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`
+    // Read-only access (a read-only token): the editor never accepts input; the server would
+    // refuse the changes anyway.
+    this.readOnlyAccess = readOnly()
     this.provider = new WebsocketProvider(wsBase, docId, this.ydoc, {
       maxBackoffTime: 4000,
+      params: token() ? { token: token() } : {},
       WebSocketPolyfill: adoptEarlySocket()
     })
     this.awareness = this.provider.awareness
@@ -257,7 +262,7 @@ export class Session {
    * the wait for the server is over (offline). Before that, typing could land in an empty
    * document that is about to fill. (Whatever arrives later merges: it is a CRDT.) */
   _maybeEditable () {
-    if (this.editable || this._destroyed) return
+    if (this.editable || this._destroyed || this.readOnlyAccess) return
     const server = this.provider.synced
     const local = this._localLoaded && (this.ytext.length > 0 || this._waited)
     if (!server && !local) return

@@ -1,0 +1,192 @@
+//! Replays a concurrent editing trace (`shared/traces/concurrent`, the clownschool format)
+//! through a quire server with one real WebSocket client per agent. Each agent sends its
+//! transactions in order, each only once it has received (relayed by the server) every
+//! transaction its `parents` name, so the server sees the causality the trace recorded; the
+//! server's final text must equal `endContent`. The updates come from [`crate::trace`]: each
+//! typed on exactly its parents' state.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Message;
+use yrs::encoding::read::Cursor;
+use yrs::sync::{Message as YMessage, MessageReader, SyncMessage};
+use yrs::updates::decoder::DecoderV1;
+
+use crate::client::{connect_ws, encode_message, update_frame};
+use crate::trace::{load_trace, trace_updates};
+
+/// What a replay did.
+#[derive(Debug)]
+pub struct ReplayReport {
+    pub doc: String,
+    pub agents: usize,
+    pub txns: usize,
+    pub final_text: String,
+    pub end_content: String,
+    pub elapsed: Duration,
+}
+
+impl ReplayReport {
+    pub fn matches(&self) -> bool {
+        self.final_text == self.end_content
+    }
+}
+
+/// Replays the trace at `path` into a new document `doc` on the server at `http_addr`
+/// (`host:port`; WebSockets at `/ws/{doc}`, the text read through the REST API).
+pub async fn replay_concurrent(
+    path: &std::path::Path,
+    http_addr: std::net::SocketAddr,
+    doc: &str,
+    timeout: Duration,
+) -> Result<ReplayReport, String> {
+    let started = Instant::now();
+    let trace = load_trace(path)?;
+    let updates = trace_updates(&trace)?;
+    let agents = updates.num_agents;
+    let txns = updates.updates.len();
+    let index: Arc<HashMap<Vec<u8>, usize>> = Arc::new(
+        updates
+            .updates
+            .iter()
+            .map(|u| (u.update.clone(), u.txn))
+            .collect(),
+    );
+    // Per agent: transactions it has (received or sent), and a wake-up for its writer.
+    // A transaction that changes nothing (an empty update) is not relayed by the server:
+    // every agent counts it as had from the start.
+    let empty: HashSet<usize> = updates
+        .updates
+        .iter()
+        .filter(|u| {
+            use yrs::updates::decoder::Decode;
+            yrs::Update::decode_v1(&u.update).is_ok_and(|d| d.is_empty())
+        })
+        .map(|u| u.txn)
+        .collect();
+    let has: Arc<Vec<Mutex<HashSet<usize>>>> =
+        Arc::new((0..agents).map(|_| Mutex::new(empty.clone())).collect());
+    let wake: Arc<Vec<Notify>> = Arc::new((0..agents).map(|_| Notify::new()).collect());
+    let url = format!("ws://{http_addr}/ws/{doc}");
+    let mut tasks = Vec::new();
+    for agent in 0..agents {
+        let ws = connect_ws(&url)
+            .await
+            .map_err(|e| format!("agent {agent} cannot connect to {url}: {e}"))?;
+        let (mut sink, mut stream) = ws.split();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        tokio::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                if sink.send(Message::Binary(frame.into())).await.is_err() {
+                    break;
+                }
+            }
+        });
+        {
+            let (index, has, wake, tx) = (index.clone(), has.clone(), wake.clone(), tx.clone());
+            tokio::spawn(async move {
+                while let Some(Ok(msg)) = stream.next().await {
+                    let Message::Binary(frame) = msg else {
+                        continue;
+                    };
+                    let mut decoder = DecoderV1::new(Cursor::new(&frame));
+                    for msg in MessageReader::new(&mut decoder).flatten() {
+                        match msg {
+                            YMessage::Sync(SyncMessage::SyncStep1(_)) => {
+                                // We hold nothing the server lacks: an empty update.
+                                let _ = tx.send(encode_message(&YMessage::Sync(
+                                    SyncMessage::SyncStep2(vec![0, 0]),
+                                )));
+                            }
+                            YMessage::Sync(SyncMessage::Update(u) | SyncMessage::SyncStep2(u)) => {
+                                if let Some(&txn) = index.get(&u) {
+                                    has[agent].lock().unwrap().insert(txn);
+                                    wake[agent].notify_one();
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            });
+        }
+        let mine: Vec<(usize, Vec<usize>, Vec<u8>)> = updates
+            .updates
+            .iter()
+            .filter(|u| u.agent == agent)
+            .map(|u| {
+                let parents = trace.txns[u.txn].parents.clone().unwrap_or_else(|| {
+                    if u.txn == 0 {
+                        vec![]
+                    } else {
+                        vec![u.txn - 1]
+                    }
+                });
+                (u.txn, parents, u.update.clone())
+            })
+            .collect();
+        let (has, wake) = (has.clone(), wake.clone());
+        tasks.push(tokio::spawn(async move {
+            for (txn, parents, update) in mine {
+                loop {
+                    let ready = {
+                        let h = has[agent].lock().unwrap();
+                        parents.iter().all(|p| h.contains(p))
+                    };
+                    if ready {
+                        break;
+                    }
+                    // Woken on each received transaction; the timeout only guards a lost wake.
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(200), wake[agent].notified())
+                            .await;
+                }
+                has[agent].lock().unwrap().insert(txn);
+                if tx.send(update_frame(&update)).is_err() {
+                    return Err(format!("agent {agent}: socket closed"));
+                }
+            }
+            Ok(())
+        }));
+    }
+    let deadline = Instant::now() + timeout;
+    for t in tasks {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, t).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => return Err(e),
+            Ok(Err(e)) => return Err(format!("agent task failed: {e}")),
+            Err(_) => return Err(format!("replay did not finish within {timeout:?}")),
+        }
+    }
+    // Every agent has every transaction: then the server has committed them all.
+    loop {
+        let done = has.iter().all(|h| h.lock().unwrap().len() == txns);
+        if done {
+            break;
+        }
+        if Instant::now() > deadline {
+            let counts: Vec<usize> = has.iter().map(|h| h.lock().unwrap().len()).collect();
+            return Err(format!(
+                "agents hold {counts:?} of {txns} transactions after {timeout:?}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = crate::http::get(http_addr, &format!("/api/documents/{doc}/text")).await?;
+    if r.status != 200 {
+        return Err(format!("GET text: {r:?}"));
+    }
+    Ok(ReplayReport {
+        doc: doc.to_string(),
+        agents,
+        txns,
+        final_text: r.body,
+        end_content: updates.end_content,
+        elapsed: started.elapsed(),
+    })
+}

@@ -1,0 +1,225 @@
+//! Abuse limits trip as configured, with a clear error or close code, while the server keeps
+//! serving everyone else; `/metrics` counts each.
+
+use std::time::Duration;
+
+use quire_backend::protocol::close;
+use quire_tests::client::{client_doc, update_frame, TEXT_NAME};
+use quire_tests::{both_stores, poll_until, Client, RawConn, StoreKind, TestServer};
+use tokio_tungstenite::tungstenite;
+use yrs::{ReadTxn, StateVector, Text, Transact};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+both_stores!(document_size_limit, 60);
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+async fn limit_hits(server: &TestServer, limit: &str) -> f64 {
+    let body = server.get("/metrics").await.body;
+    metric(
+        &body,
+        &format!("quire_limit_hits_total{{limit=\"{limit}\"}}"),
+    )
+}
+
+async fn ws_refusal(url: &str) -> u16 {
+    match RawConn::connect(url).await {
+        Ok(_) => panic!("{url}: the upgrade was accepted"),
+        Err(tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(other) => panic!("{url}: {other}"),
+    }
+}
+
+/// Two clients on `doc` still edit together.
+async fn still_serving(server: &TestServer, doc: &str, text: &str) {
+    let a = Client::connect(&server.ws_url(doc)).await;
+    let b = Client::connect(&server.ws_url(doc)).await;
+    a.push(text);
+    b.wait_until("the edit is relayed", WAIT, |t| t.ends_with(text))
+        .await;
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_ip() {
+    let server = TestServer::start(StoreKind::Sqlite, &["--max-connections-per-ip", "3"]).await;
+    let url = server.ws_url("per-ip");
+    let first = Client::connect(&url).await;
+    let _second = Client::connect(&url).await;
+    let _third = RawConn::connect(&url).await.unwrap();
+    assert_eq!(ws_refusal(&url).await, 429);
+    assert_eq!(ws_refusal(&server.ws_url("other")).await, 429);
+    assert_eq!(limit_hits(&server, "connections_per_ip").await, 2.0);
+    // The open ones keep working; a closed one frees its slot.
+    first.push("still here");
+    first.close().await;
+    let again = poll_until("a slot frees up", WAIT, || async {
+        RawConn::connect(&url).await.ok()
+    })
+    .await;
+    again.sync_barrier(WAIT).await;
+    // REST is not a WebSocket connection.
+    assert_eq!(server.get("/readyz").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_rate_and_size() {
+    let server = TestServer::start(
+        StoreKind::Sqlite,
+        &[
+            "--max-messages-per-sec",
+            "20",
+            "--message-burst",
+            "50",
+            "--max-message-bytes",
+            "4096",
+        ],
+    )
+    .await;
+    // Honest typing: 40 keystrokes at 25 ms apart (40 messages a second for a second, within
+    // the burst) go through.
+    let typist = Client::connect(&server.ws_url("rate")).await;
+    let watcher = Client::connect(&server.ws_url("rate")).await;
+    for i in 0..40 {
+        typist.push(&(i % 10).to_string());
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    watcher
+        .wait_until("40 keystrokes arrive", WAIT, |t| t.chars().count() == 40)
+        .await;
+    assert!(typist.closed().is_none());
+
+    // A flood is closed with 4429; the others go on.
+    let flood = RawConn::connect(&server.ws_url("rate")).await.unwrap();
+    for _ in 0..200 {
+        flood.send_binary(vec![3u8]); // awareness query
+    }
+    let closed = flood.wait_closed(WAIT).await;
+    assert_eq!(closed.code, Some(close::RATE_LIMITED), "{closed:?}");
+    assert!(closed.reason.contains("messages per second"), "{closed:?}");
+    typist.push("!");
+    watcher
+        .wait_until("edit after the flood", WAIT, |t| t.ends_with('!'))
+        .await;
+    assert!(limit_hits(&server, "message_rate").await >= 1.0);
+
+    // A message over the size limit: 1009.
+    let big = RawConn::connect(&server.ws_url("rate")).await.unwrap();
+    big.send_binary(update_frame(&vec![0u8; 10_000]));
+    let closed = big.wait_closed(WAIT).await;
+    assert_eq!(closed.code, Some(close::MESSAGE_TOO_BIG), "{closed:?}");
+    assert!(limit_hits(&server, "message_size").await >= 1.0);
+    still_serving(&server, "rate-2", "after").await;
+
+    let body = server.get("/metrics").await.body;
+    assert!(metric(&body, "quire_updates_in_total") >= 41.0, "{body}");
+    assert!(metric(&body, "quire_updates_out_total") >= 41.0, "{body}");
+    assert!(metric(&body, "quire_bytes_in_total") > 0.0);
+    assert!(metric(&body, "quire_oplog_append_seconds_count") >= 1.0);
+    assert!(metric(&body, "quire_broadcast_seconds_count") >= 1.0);
+    assert!(metric(&body, "quire_connections_total") >= 6.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_in_memory_and_body_size() {
+    let server = TestServer::start(
+        StoreKind::Sqlite,
+        &["--max-documents", "2", "--max-body-bytes", "1024"],
+    )
+    .await;
+    let one = Client::connect(&server.ws_url("one")).await;
+    let two = Client::connect(&server.ws_url("two")).await;
+    let metrics = server.get("/metrics").await.body;
+    assert_eq!(metric(&metrics, "quire_documents_open"), 2.0);
+    assert_eq!(ws_refusal(&server.ws_url("three")).await, 503);
+    assert!(limit_hits(&server, "documents").await >= 1.0);
+    // The open ones are served.
+    one.push("one");
+    let other = Client::connect(&server.ws_url("one")).await;
+    other.wait_for_text("one", WAIT).await;
+    two.push("two");
+
+    // A body over --max-body-bytes: 413, counted.
+    let big = "x".repeat(2000);
+    let r = server
+        .request(
+            "PUT",
+            "/api/documents/one/text",
+            &[("Content-Type", "text/plain")],
+            big.as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 413, "{r:?}");
+    assert!(limit_hits(&server, "body_size").await >= 1.0);
+    assert_eq!(server.text("one").await, "one");
+}
+
+fn foreign_update(text: &str) -> Vec<u8> {
+    let doc = client_doc();
+    let t = doc.get_or_insert_text(TEXT_NAME);
+    t.push(&mut doc.transact_mut(), text);
+    let update = doc
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
+    update
+}
+
+async fn document_size_limit(kind: StoreKind) {
+    let server = TestServer::start(kind, &["--max-document-bytes", "4000"]).await;
+    let url = server.ws_url("sized");
+    let a = Client::connect(&url).await;
+    let b = Client::connect(&url).await;
+    a.push(&"small ".repeat(50));
+    b.wait_until("300 chars", WAIT, |t| t.chars().count() == 300)
+        .await;
+    // A paste that would pass the limit is refused with permission-denied; nothing changes.
+    a.push(&"🦀".repeat(2000));
+    poll_until("the writer is told", WAIT, || async {
+        (!a.permission_denied().is_empty()).then_some(())
+    })
+    .await;
+    assert!(
+        a.permission_denied()[0].contains("size limit"),
+        "{:?}",
+        a.permission_denied()
+    );
+    assert!(a.closed().is_none(), "a refused update does not close");
+    // Small edits from others still go through.
+    b.push("ok");
+    poll_until("the small edit is stored", WAIT, || async {
+        let t = server.text("sized").await;
+        t.ends_with("ok").then_some(t)
+    })
+    .await;
+    assert!(!server.text("sized").await.contains('🦀'));
+
+    // REST: text and update import over the limit are 413 document-too-large.
+    let r = server
+        .request(
+            "PUT",
+            "/api/documents/sized/text",
+            &[("Content-Type", "text/plain")],
+            "y".repeat(5000).as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 413, "{r:?}");
+    assert_eq!(r.json()["type"], "urn:quire:problem:document-too-large");
+    let r = server
+        .request(
+            "POST",
+            "/api/documents/sized/update",
+            &[("Content-Type", "application/octet-stream")],
+            &foreign_update(&"z".repeat(5000)),
+        )
+        .await;
+    assert_eq!(r.status, 413, "{r:?}");
+    assert!(!server.text("sized").await.contains('y'));
+    assert!(limit_hits(&server, "document_size").await >= 3.0);
+    still_serving(&server, "unsized", &"big is fine here ".repeat(100)).await;
+}
