@@ -2,7 +2,8 @@
 # QUIRE_TEST_PG_URL (a URL to its `postgres` database; tests create their own databases).
 #
 # Order: $QUIRE_TEST_PG_URL if set; a server already on 127.0.0.1:5432; otherwise a throwaway
-# cluster under target/pgdata on port 54329, started with this machine's PostgreSQL binaries
+# cluster in $TMPDIR/quire-test-pg on port 54329 (outside the checkout: the postgres user
+# may not enter a clone made under a private folder), started with this machine's PostgreSQL binaries
 # (installed with apt-get when missing and we are root).
 
 pg_bin_dir() {
@@ -54,7 +55,9 @@ ensure_postgres() {
   fi
 
   local port=54329
-  local data="$PWD/target/pgdata"
+  local base="${TMPDIR:-/tmp}/quire-test-pg"
+  local data="$base/data"
+  local log="$base/server.log"
   local url="postgres://postgres@127.0.0.1:$port/postgres"
   export QUIRE_TEST_PG_URL="$url"
   if pg_ready "$url"; then
@@ -67,30 +70,30 @@ ensure_postgres() {
     id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql postgres
     run=(runuser -u postgres --)
   fi
-  mkdir -p target
+  mkdir -p "$base" && chmod 755 "$base"
+  if [ "$(id -u)" = 0 ]; then chown postgres "$base"; fi
   if [ ! -f "$data/PG_VERSION" ]; then
     echo "    creating a throwaway PostgreSQL cluster in $data"
-    rm -rf "$data" && mkdir -p "$data"
-    [ "$(id -u)" = 0 ] && chown postgres "$data"
-    "${run[@]}" "$bin/initdb" -D "$data" -U postgres --auth=trust >"$PWD/target/pgdata-initdb.log" 2>&1 || {
-      echo "error: initdb failed; see target/pgdata-initdb.log" >&2
+    rm -rf "$data"
+    (cd "$base" && "${run[@]}" "$bin/initdb" -D "$data" -U postgres --auth=trust >"$base/initdb.log" 2>&1) || {
+      echo "error: initdb failed; see $base/initdb.log" >&2
       return 1
     }
   fi
-  echo "    starting PostgreSQL on 127.0.0.1:$port (log: target/pgdata.log)"
-  touch "$PWD/target/pgdata.log" && { [ "$(id -u)" != 0 ] || chown postgres "$PWD/target/pgdata.log"; }
-  "${run[@]}" "$bin/pg_ctl" -D "$data" -l "$PWD/target/pgdata.log" -w -t 60 \
-    -o "-p $port -c listen_addresses=127.0.0.1 -k /tmp -c fsync=on" start >/dev/null || {
-    echo "error: PostgreSQL did not start; see target/pgdata.log" >&2
+  echo "    starting PostgreSQL on 127.0.0.1:$port (log: $log)"
+  (cd "$base" && "${run[@]}" "$bin/pg_ctl" -D "$data" -l "$log" -w -t 60 \
+    -o "-p $port -c listen_addresses=127.0.0.1 -k /tmp -c fsync=on" start >/dev/null) || {
+    echo "error: PostgreSQL did not start; see $log" >&2
     return 1
   }
   QUIRE_STARTED_PG="$bin/pg_ctl -D $data"
+  QUIRE_STARTED_PG_DIR="$base"
   QUIRE_STARTED_PG_RUN="${run[*]}"
 }
 
 stop_started_postgres() {
   if [ -n "${QUIRE_STARTED_PG:-}" ]; then
     echo "==> stopping the PostgreSQL test cluster"
-    $QUIRE_STARTED_PG_RUN $QUIRE_STARTED_PG -m fast stop >/dev/null 2>&1 || true
+    (cd "$QUIRE_STARTED_PG_DIR" && $QUIRE_STARTED_PG_RUN $QUIRE_STARTED_PG -m fast stop >/dev/null 2>&1) || true
   fi
 }

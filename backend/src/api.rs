@@ -72,6 +72,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(
         .route("/documents/{id}/complete", get(complete))
         .route("/documents/{id}/update", get(get_update).post(post_update))
         .route("/tokens", axum::routing::post(mint_token))
+        .route("/tokens/revoke", axum::routing::post(revoke_token))
         .route("/openapi.json", get(openapi_json))
         .fallback(|| async { Problem::not_found("no such API endpoint: see /api/openapi.json") })
         .with_state(ApiState { ctx, documents })
@@ -147,9 +148,11 @@ with `current_version`), `version-compacted` (409), `body-too-large` (413), \
 **Access control.** A server started with `--auth-secret` needs a token on every request but \
 this document: `Authorization: Bearer TOKEN` (or a `token` query parameter). Tokens name a \
 document (or `*`), a role (`read-only`: GET only; `read-write`; `admin`) and an expiry; \
-`POST /api/tokens` mints them, with the server's secret (or an admin token) as bearer. Refusals: \
-`unauthorized` (401: no, invalid or expired token) and `forbidden` (403: another document, or \
-a change with a read-only token). A server without a secret is open and needs none.",
+`POST /api/tokens` mints them, with the server's secret (or an admin token) as bearer, and \
+`POST /api/tokens/revoke` revokes one (durably; a live WebSocket using it is closed with 4401). \
+Refusals: `unauthorized` (401: no, invalid, expired or revoked token) and `forbidden` (403: \
+another document, or a change with a read-only token). A server without a secret is open and \
+needs none.",
     ),
     paths(
         create_document,
@@ -167,6 +170,7 @@ a change with a read-only token). A server without a secret is open and needs no
         get_update,
         post_update,
         mint_token,
+        revoke_token,
     ),
     components(schemas(Problem, Edit)),
     modifiers(&BearerAuth),
@@ -1093,6 +1097,8 @@ struct MintToken {
 struct TokenInfo {
     /// The token: send it as `Authorization: Bearer TOKEN` or `?token=TOKEN`.
     token: String,
+    /// The token's id (its `jti` claim): what `POST /api/tokens/revoke` takes.
+    jti: String,
     /// The document it opens, or `*`.
     document: String,
     role: Role,
@@ -1143,6 +1149,7 @@ async fn mint_token(
         role,
         exp: iat + expires_in,
         iat,
+        jti: Some(new_id()?),
     };
     let token = s
         .ctx
@@ -1152,12 +1159,106 @@ async fn mint_token(
     tracing::info!(document = %document, role = role.as_str(), expires_in, "token minted");
     let info = TokenInfo {
         token,
+        jti: claims.jti.clone().unwrap_or_default(),
         document,
         role,
         expires_at: rfc3339((claims.exp as i64).saturating_mul(1000)),
         expires_in,
     };
     Ok((StatusCode::CREATED, Json(info)).into_response())
+}
+
+/// A token to revoke: the token itself, or its id.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RevokeToken {
+    /// The token (signed by this server). Give this or `jti`.
+    #[serde(default)]
+    token: Option<String>,
+    /// The token's id (`jti` from `POST /api/tokens`). Give this or `token`.
+    #[serde(default)]
+    jti: Option<String>,
+}
+
+/// A revoked token.
+#[derive(Debug, Serialize, ToSchema)]
+struct Revoked {
+    /// The revoked token's id.
+    jti: String,
+    /// Until when the revocation is kept (the token's expiry when known, else a year from
+    /// now), RFC 3339, UTC.
+    expires_at: String,
+}
+
+/// Revoke an access token (needs the server's secret, or an admin token, as bearer).
+///
+/// From then on the token is refused (401) on every REST request and WebSocket upgrade, also
+/// after a restart, and a live WebSocket using it is closed with 4401. Tokens minted before
+/// revocation existed carry no id and cannot be revoked one by one (rotate the secret).
+/// Revoking a token twice is not an error.
+#[utoipa::path(
+    post, path = "/api/tokens/revoke", tag = "tokens",
+    request_body(content = RevokeToken, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Revoked", body = Revoked),
+        (status = 400, description = "Invalid body, neither `token` nor `jti`, a token not signed by this server, or one without an id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No, invalid, expired or revoked token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Access control is off (no --auth-secret): there is nothing to revoke", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn revoke_token(
+    State(s): State<ApiState>,
+    ApiJson(req): ApiJson<RevokeToken>,
+) -> Result<Json<Revoked>, Problem> {
+    if !s.ctx.auth.enabled() {
+        return Err(Problem::not_found(
+            "access control is off (no --auth-secret): quire is open and has no tokens to revoke",
+        ));
+    }
+    let (jti, exp) = match (req.token, req.jti) {
+        (Some(token), None) => {
+            let claims = s
+                .ctx
+                .auth
+                .signed_claims(&token)
+                .map_err(|e| Problem::bad_request(format!("cannot revoke that token: {e}")))?;
+            let jti = claims.jti.ok_or_else(|| {
+                Problem::bad_request(
+                    "that token has no id (jti): it was minted before revocation existed and \
+                     stays valid until it expires; rotate the secret to revoke it",
+                )
+            })?;
+            (jti, claims.exp)
+        }
+        (None, Some(jti)) => {
+            let jti = jti.trim().to_string();
+            if jti.is_empty() || jti.len() > 128 {
+                return Err(Problem::bad_request("jti must be 1 to 128 characters"));
+            }
+            (jti, auth::now_secs() + auth::MAX_TOKEN_SECS)
+        }
+        _ => {
+            return Err(Problem::bad_request(
+                "give exactly one of `token` (the token) and `jti` (its id)",
+            ))
+        }
+    };
+    let exp_i64 = i64::try_from(exp).unwrap_or(i64::MAX / 1000);
+    s.ctx
+        .store
+        .revoke_token(&jti, exp_i64)
+        .await
+        .map_err(store_problem)?;
+    s.ctx.auth.revoke([(jti.clone(), exp)]);
+    tracing::info!(jti = %jti, "token revoked");
+    Ok(Json(Revoked {
+        jti,
+        expires_at: rfc3339(exp_i64.saturating_mul(1000)),
+    }))
 }
 
 async fn text_at(s: &ApiState, id: &str, version: Option<i64>) -> Result<TextAt, Problem> {
@@ -1458,6 +1559,8 @@ mod tests {
             "/api/documents/{id}/search",
             "/api/documents/{id}/complete",
             "/api/documents/{id}/update",
+            "/api/tokens",
+            "/api/tokens/revoke",
         ] {
             assert!(doc["paths"][path].is_object(), "{path} missing");
         }

@@ -13,6 +13,8 @@
 //! The JWT is made here with the `hmac`/`sha2` crates (already in the build through sqlx) rather
 //! than `jsonwebtoken`, whose current version needs a whole crypto provider for one MAC.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Request, State};
@@ -73,6 +75,10 @@ pub struct Claims {
     /// Issued at, Unix seconds.
     #[serde(default)]
     pub iat: u64,
+    /// The token's id, by which it can be revoked (`POST /api/tokens/revoke`). Tokens minted
+    /// before revocation existed have none: they stay valid until they expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
 }
 
 /// What a request may do once its token checked out.
@@ -82,6 +88,8 @@ pub struct Access {
     pub role: Role,
     /// Unix seconds; `None` when quire runs open.
     pub exp: Option<u64>,
+    /// The token's id (`jti`), when it has one: a live connection watches it for revocation.
+    pub jti: Option<String>,
 }
 
 impl Access {
@@ -91,6 +99,7 @@ impl Access {
             doc: "*".into(),
             role: Role::Admin,
             exp: None,
+            jti: None,
         }
     }
 
@@ -108,6 +117,8 @@ pub enum AuthError {
     Invalid(String),
     #[error("the access token expired; ask for a new one")]
     Expired,
+    #[error("the access token was revoked; ask for a new one")]
+    Revoked,
     #[error("the access token is for document {0:?}, not this one")]
     WrongDocument(String),
     #[error("the access token is read-only: only GET requests are allowed")]
@@ -119,9 +130,10 @@ pub enum AuthError {
 impl AuthError {
     pub fn status(&self) -> StatusCode {
         match self {
-            AuthError::Missing | AuthError::Invalid(_) | AuthError::Expired => {
-                StatusCode::UNAUTHORIZED
-            }
+            AuthError::Missing
+            | AuthError::Invalid(_)
+            | AuthError::Expired
+            | AuthError::Revoked => StatusCode::UNAUTHORIZED,
             _ => StatusCode::FORBIDDEN,
         }
     }
@@ -155,6 +167,11 @@ pub struct Auth {
     /// SHA-256 of the secret, to recognise it as an admin bearer without keeping a second copy
     /// in a comparable form.
     secret_hash: Option<[u8; 32]>,
+    /// Revoked token ids and their tokens' expiry (Unix seconds): loaded from the store at
+    /// start, added to by `POST /api/tokens/revoke` (after the store has them).
+    revoked: RwLock<HashMap<String, u64>>,
+    /// Bumped on every revocation, so live connections re-check their token at once.
+    revocations: tokio::sync::watch::Sender<u64>,
 }
 
 pub fn now_secs() -> u64 {
@@ -170,7 +187,39 @@ impl Auth {
         Auth {
             secret,
             secret_hash,
+            revoked: RwLock::new(HashMap::new()),
+            revocations: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Marks token ids revoked (their tokens' expiry, Unix seconds, lets the list be pruned),
+    /// and tells live connections to re-check their tokens.
+    pub fn revoke(&self, ids: impl IntoIterator<Item = (String, u64)>) {
+        let now = now_secs();
+        {
+            let mut revoked = self.revoked.write().unwrap_or_else(|e| e.into_inner());
+            revoked.retain(|_, exp| *exp > now);
+            revoked.extend(ids.into_iter().filter(|(_, exp)| *exp > now));
+        }
+        self.revocations.send_modify(|g| *g += 1);
+    }
+
+    /// True when the token id `jti` was revoked.
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        self.revoked
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(jti)
+    }
+
+    /// How many revoked tokens (not yet expired) are held.
+    pub fn revoked_count(&self) -> usize {
+        self.revoked.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// A receiver that changes whenever a token is revoked.
+    pub fn revocations(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.revocations.subscribe()
     }
 
     pub fn enabled(&self) -> bool {
@@ -195,9 +244,9 @@ impl Auth {
 
     /// Checks a token (or the admin secret itself) and says what it allows.
     pub fn verify(&self, token: &str) -> Result<Access, AuthError> {
-        let Some(mut mac) = self.mac() else {
+        if !self.enabled() {
             return Ok(Access::open());
-        };
+        }
         let token = token.trim();
         if token.is_empty() {
             return Err(AuthError::Missing);
@@ -208,8 +257,29 @@ impl Auth {
         {
             return Ok(Access::open());
         }
+        let claims = self.signed_claims(token)?;
+        if claims.exp <= now_secs() {
+            return Err(AuthError::Expired);
+        }
+        if claims.jti.as_deref().is_some_and(|j| self.is_revoked(j)) {
+            return Err(AuthError::Revoked);
+        }
+        Ok(Access {
+            doc: claims.doc,
+            role: claims.role,
+            exp: Some(claims.exp),
+            jti: claims.jti,
+        })
+    }
+
+    /// A JWT's claims once its signature checks out, whether or not it has expired or was
+    /// revoked.
+    pub fn signed_claims(&self, token: &str) -> Result<Claims, AuthError> {
+        let Some(mut mac) = self.mac() else {
+            return Err(AuthError::Invalid("access control is off".into()));
+        };
         let invalid = |why: &str| AuthError::Invalid(why.to_string());
-        let mut parts = token.split('.');
+        let mut parts = token.trim().split('.');
         let (Some(header), Some(payload), Some(sig), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
@@ -231,19 +301,11 @@ impl Auth {
         if header.get("alg").and_then(|a| a.as_str()) != Some("HS256") {
             return Err(invalid("only alg HS256 is accepted"));
         }
-        let claims: Claims = URL_SAFE_NO_PAD
+        URL_SAFE_NO_PAD
             .decode(payload)
             .ok()
             .and_then(|p| serde_json::from_slice(&p).ok())
-            .ok_or_else(|| invalid("claims are not base64url JSON with doc, role and exp"))?;
-        if claims.exp <= now_secs() {
-            return Err(AuthError::Expired);
-        }
-        Ok(Access {
-            doc: claims.doc,
-            role: claims.role,
-            exp: Some(claims.exp),
-        })
+            .ok_or_else(|| invalid("claims are not base64url JSON with doc, role and exp"))
     }
 
     /// Access for a request to `doc` (or to the collection, `None`) with `token`.
@@ -390,6 +452,7 @@ mod tests {
             role,
             exp,
             iat: 0,
+            jti: None,
         }
     }
 
@@ -409,6 +472,28 @@ mod tests {
         let expired = auth.sign(&claims("doc1", Role::ReadWrite, 1)).unwrap();
         assert_eq!(auth.verify(&expired), Err(AuthError::Expired));
         assert_eq!(auth.verify("s3cret").unwrap().role, Role::Admin);
+    }
+
+    #[test]
+    fn revoked_tokens_are_refused_and_others_are_not() {
+        let auth = Auth::new(Some("k".into()));
+        let exp = now_secs() + 60;
+        let with_id = |jti: &str| Claims {
+            jti: Some(jti.into()),
+            ..claims("a", Role::ReadWrite, exp)
+        };
+        let one = auth.sign(&with_id("one")).unwrap();
+        let two = auth.sign(&with_id("two")).unwrap();
+        let old = auth.sign(&claims("a", Role::ReadWrite, exp)).unwrap();
+        let mut changes = auth.revocations();
+        auth.revoke([("one".to_string(), exp), ("gone".to_string(), 1)]);
+        assert!(changes.has_changed().unwrap());
+        changes.mark_unchanged();
+        assert_eq!(auth.verify(&one), Err(AuthError::Revoked));
+        assert_eq!(auth.verify(&two).unwrap().jti.as_deref(), Some("two"));
+        assert!(auth.verify(&old).is_ok(), "tokens without a jti stay valid");
+        assert_eq!(auth.revoked_count(), 1, "already-expired ids are not kept");
+        assert_eq!(AuthError::Revoked.status(), StatusCode::UNAUTHORIZED);
     }
 
     #[test]

@@ -85,6 +85,11 @@ async fn serve_conn(
         expires.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)),
     );
     tokio::pin!(expiry);
+    // Revocation: a token with an id is re-checked whenever any token is revoked.
+    let mut revocations = ctx.auth.revocations();
+    // Check once at the start too: the token may have been revoked since the upgrade.
+    revocations.mark_changed();
+    let mut watch_revocations = access.jti.is_some();
     let limits = ReadLimits {
         read_only: !access.role.can_write(),
         bucket: TokenBucket::new(ctx.config.max_messages_per_sec, ctx.config.message_burst),
@@ -128,6 +133,19 @@ async fn serve_conn(
                     close::TOKEN_EXPIRED,
                     "access token expired; reconnect with a new token",
                 ));
+            }
+            changed = revocations.changed(), if watch_revocations => {
+                match (changed, access.jti.as_deref()) {
+                    (Ok(()), Some(jti)) if ctx.auth.is_revoked(jti) => {
+                        tracing::info!("closing: the connection's access token was revoked");
+                        break Some(CloseReason::new(
+                            close::TOKEN_EXPIRED,
+                            "access token revoked; reconnect with a new token",
+                        ));
+                    }
+                    (Ok(()), _) => {}
+                    (Err(_), _) => watch_revocations = false,
+                }
             }
             _ = ping.tick() => {
                 if sink.send(Message::Ping(Bytes::new())).await.is_err() {

@@ -29,7 +29,7 @@ pub mod close {
     pub const TRY_AGAIN_LATER: u16 = 1013;
     /// The document was deleted (through the REST API); it will not come back under this id.
     pub const DOCUMENT_DELETED: u16 = 4404;
-    /// The connection's access token expired (or was refused); reconnect with a new one.
+    /// The connection's access token expired or was revoked; reconnect with a new one.
     pub const TOKEN_EXPIRED: u16 = 4401;
     /// The connection sent more messages per second than `--max-messages-per-sec` allows,
     /// beyond its burst.

@@ -124,6 +124,16 @@ impl Server {
         } else {
             tracing::warn!("no --auth-secret (QUIRE_AUTH_SECRET) set: quire is OPEN, anyone who can reach it can read, change and delete every document; set a secret before exposing it to a network");
         }
+        // Revoked tokens stay revoked across restarts.
+        let revoked = ctx.store.revoked_tokens().await?;
+        if !revoked.is_empty() {
+            tracing::info!(count = revoked.len(), "revoked tokens loaded");
+        }
+        ctx.auth.revoke(
+            revoked
+                .into_iter()
+                .map(|(jti, exp)| (jti, u64::try_from(exp).unwrap_or(0))),
+        );
         let documents = Documents::new(ctx.clone());
         Ok(Server { ctx, documents })
     }

@@ -608,6 +608,37 @@ impl Store {
         Ok(row.try_get(0)?)
     }
 
+    /// Records a revoked token id with its token's expiry (Unix seconds), pruning rows whose
+    /// tokens have expired anyway. Returns once committed.
+    pub async fn revoke_token(&self, jti: &str, expires_at: i64) -> Result<(), StoreError> {
+        let now_secs = now_ms() / 1000;
+        sqlx::query("DELETE FROM revoked_tokens WHERE expires_at <= $1")
+            .bind(now_secs)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(
+            "INSERT INTO revoked_tokens (jti, expires_at, revoked_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(jti)
+        .bind(expires_at)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The revoked token ids whose tokens have not expired, with their expiry (Unix seconds).
+    pub async fn revoked_tokens(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT jti, expires_at FROM revoked_tokens WHERE expires_at > $1")
+            .bind(now_ms() / 1000)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
     /// Closes the pool, waiting for in-flight queries.
     pub async fn close(&self) {
         self.pool.close().await;

@@ -232,8 +232,14 @@ impl PrivateCluster {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
-        let root = crate::workspace_root().join("target/pg-private");
-        std::fs::create_dir_all(&root).expect("target/pg-private");
+        // Not under the checkout: the `postgres` user that runs the cluster (when we are root)
+        // may not be allowed into it (a clone made by `mktemp -d` is mode 0700).
+        let root = std::env::temp_dir().join("quire-pg-private");
+        std::fs::create_dir_all(&root).expect("create the private cluster's folder");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755));
+        }
         let data = root.join(format!("data-{}-{port}", std::process::id()));
         let log = root.join(format!("log-{}-{port}.txt", std::process::id()));
         let _ = std::fs::remove_dir_all(&data);
@@ -272,13 +278,18 @@ impl PrivateCluster {
 
     fn command(&self, tool: &str) -> Command {
         let path = self.bin.join(tool);
-        if is_root() {
+        let mut c = if is_root() {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(path);
             c
         } else {
             Command::new(path)
+        };
+        // initdb and pg_ctl chdir back to their working directory; make it one they may enter.
+        if let Some(parent) = self.data.parent() {
+            c.current_dir(parent);
         }
+        c
     }
 
     pub fn url(&self) -> String {

@@ -1,7 +1,7 @@
 //! Access control: with `--auth-secret`, every WebSocket and REST request needs a token naming
 //! its document and a role; read-only tokens change nothing by any route; wrong-document,
 //! expired and missing tokens are refused before the upgrade; a live connection whose token
-//! expires is closed with the reason.
+//! expires or is revoked is closed with the reason; revocation is durable.
 
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ const SECRET: &str = "test-secret-0123456789";
 
 both_stores!(read_only_tokens_change_nothing, 90);
 both_stores!(missing_wrong_and_expired_tokens_are_refused, 60);
+both_stores!(revoked_tokens_are_refused_live_and_after_a_restart, 90);
 
 async fn call(
     server: &TestServer,
@@ -41,6 +42,16 @@ async fn call(
 }
 
 async fn mint(server: &TestServer, doc: &str, role: &str, expires_in: u64) -> String {
+    mint_with_id(server, doc, role, expires_in).await.0
+}
+
+/// A minted token and its id (`jti`).
+async fn mint_with_id(
+    server: &TestServer,
+    doc: &str,
+    role: &str,
+    expires_in: u64,
+) -> (String, String) {
     let r = call(
         server,
         "POST",
@@ -52,7 +63,10 @@ async fn mint(server: &TestServer, doc: &str, role: &str, expires_in: u64) -> St
     assert_eq!(r.status, 201, "mint: {r:?}");
     let v = r.json();
     assert_eq!(v["role"], role);
-    v["token"].as_str().unwrap().to_string()
+    (
+        v["token"].as_str().unwrap().to_string(),
+        v["jti"].as_str().unwrap().to_string(),
+    )
 }
 
 fn ws_url(server: &TestServer, doc: &str, token: &str) -> String {
@@ -295,6 +309,132 @@ async fn missing_wrong_and_expired_tokens_are_refused(kind: StoreKind) {
     let metrics = server.get("/metrics").await.body;
     assert!(metric(&metrics, "quire_errors_total{kind=\"unauthenticated\"}") >= 6.0);
     client.close().await;
+}
+
+async fn revoked_tokens_are_refused_live_and_after_a_restart(kind: StoreKind) {
+    let mut server = TestServer::start(kind, &["--auth-secret", SECRET]).await;
+    let id = {
+        let r = call(
+            &server,
+            "POST",
+            "/api/documents",
+            Some(SECRET),
+            Some(&json!({"text": "start"})),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{r:?}");
+        r.json()["id"].as_str().unwrap().to_string()
+    };
+    let (doomed, doomed_jti) = mint_with_id(&server, &id, "read-write", 600).await;
+    let (viewer, viewer_jti) = mint_with_id(&server, &id, "read-only", 600).await;
+    let kept = mint(&server, &id, "read-write", 600).await;
+    let admin = mint(&server, "*", "admin", 600).await;
+    assert_ne!(doomed_jti, viewer_jti, "every token gets an id of its own");
+    let text_path = format!("/api/documents/{id}/text");
+
+    let live = Client::connect(&ws_url(&server, &id, &doomed)).await;
+    let live_viewer = Client::connect(&ws_url(&server, &id, &viewer)).await;
+    let other = Client::connect(&ws_url(&server, &id, &kept)).await;
+    live.wait_for_text("start", WAIT).await;
+    other.wait_for_text("start", WAIT).await;
+    assert_eq!(
+        call(&server, "GET", &text_path, Some(&doomed), None)
+            .await
+            .status,
+        200
+    );
+
+    // Only admins revoke; the body names exactly one of token and jti.
+    let revoke = |body: Value, bearer: String| {
+        let server = &server;
+        async move {
+            call(
+                server,
+                "POST",
+                "/api/tokens/revoke",
+                Some(&bearer),
+                Some(&body),
+            )
+            .await
+        }
+    };
+    let r = revoke(json!({"token": doomed}), kept.clone()).await;
+    assert_eq!(r.status, 403, "a read-write token cannot revoke: {r:?}");
+    let r = revoke(json!({}), SECRET.into()).await;
+    assert_eq!(r.status, 400, "{r:?}");
+    let r = revoke(json!({"token": "x.y.z"}), SECRET.into()).await;
+    assert_eq!(r.status, 400, "not one of ours: {r:?}");
+    assert_eq!(
+        call(&server, "GET", &text_path, Some(&doomed), None)
+            .await
+            .status,
+        200,
+        "refused revocations revoke nothing"
+    );
+
+    // Revoke one by the token itself (with the secret), another by its id (with an admin token).
+    let before = std::time::Instant::now();
+    let r = revoke(json!({"token": doomed}), SECRET.into()).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["jti"], doomed_jti.as_str());
+    let r = revoke(json!({"jti": viewer_jti}), admin.clone()).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = revoke(json!({"jti": viewer_jti}), admin.clone()).await;
+    assert_eq!(r.status, 200, "revoking twice is harmless: {r:?}");
+
+    // The live sockets using them are closed promptly with 4401 and the reason.
+    for client in [&live, &live_viewer] {
+        let closed = client.wait_closed(WAIT).await;
+        assert_eq!(closed.code, Some(close::TOKEN_EXPIRED), "{closed:?}");
+        assert!(closed.reason.contains("revoked"), "{closed:?}");
+    }
+    assert!(
+        before.elapsed() < Duration::from_secs(2),
+        "closed {:?} after the revocation",
+        before.elapsed()
+    );
+
+    // Refused on REST (401 problem+json saying why) and on the WebSocket upgrade.
+    assert_refused(&server, &id, &[&doomed, &viewer]).await;
+
+    // Other tokens are unaffected: the other editor stays connected and keeps editing.
+    other.push(" and more");
+    poll_until("the other editor's edit is stored", WAIT, || async {
+        (text_of(&server, &id).await == "start and more").then_some(())
+    })
+    .await;
+    assert!(other.closed().is_none(), "{:?}", other.closed());
+    let r = call(&server, "GET", &text_path, Some(&kept), None).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "start and more"));
+    let r = call(&server, "GET", &text_path, Some(&admin), None).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let metrics = server.get("/metrics").await.body;
+    assert!(metric(&metrics, "quire_errors_total{kind=\"unauthenticated\"}") >= 8.0);
+    other.close().await;
+
+    // Revocation is durable: after a restart the tokens are still refused, the others work.
+    server.restart().await;
+    assert_refused(&server, &id, &[&doomed, &viewer]).await;
+    let r = call(&server, "GET", &text_path, Some(&kept), None).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "start and more"));
+    let again = Client::connect(&ws_url(&server, &id, &kept)).await;
+    again.wait_for_text("start and more", WAIT).await;
+    again.close().await;
+}
+
+/// Each of `tokens` is refused as revoked: on REST (401 problem+json saying why, by header and
+/// by query parameter) and on the WebSocket upgrade (401).
+async fn assert_refused(server: &TestServer, id: &str, tokens: &[&str]) {
+    let text_path = format!("/api/documents/{id}/text");
+    for token in tokens {
+        let r = call(server, "GET", &text_path, Some(token), None).await;
+        assert_eq!(r.status, 401, "{r:?}");
+        assert_eq!(r.header("content-type"), Some("application/problem+json"));
+        assert!(r.body.contains("revoked"), "{r:?}");
+        let q = server.get(&format!("{text_path}?token={token}")).await;
+        assert_eq!(q.status, 401, "{q:?}");
+        assert_eq!(ws_refusal(&ws_url(server, id, token)).await, 401);
+    }
 }
 
 /// The value of one series in a Prometheus text exposition.

@@ -2,7 +2,7 @@
 //! serving (its document actors wait and retry their commits), `/readyz` reports the outage
 //! with 503, and once the database is back everything converges and nothing is lost, also
 //! across a kill -9 afterwards. The database is a private throwaway cluster of this test's own
-//! (data under target/pg-private, a free port): never the machine's shared PostgreSQL.
+//! (data under $TMPDIR/quire-pg-private, a free port): never the machine's shared PostgreSQL.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

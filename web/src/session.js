@@ -200,7 +200,10 @@ export class Session {
     this.provider.on('connection-error', () => this._connectionFailed())
     // 4400-4499: the server says reconnecting cannot help (4404: the document was deleted).
     this.provider.on('closed', ({ code, reason }) => {
-      this.close(code === 4404 ? 'this document was deleted' : reason || `the server closed the connection (${code})`)
+      const deleted = code === 4404
+      // 4401 (token expired or revoked) and the like: edits not yet sent stay in the offline
+      // copy and merge when the document is opened again with a valid token.
+      this.close(deleted ? 'this document was deleted' : reason || `the server closed the connection (${code})`, { keepLocal: !deleted })
     })
     this.awareness.on('change', () => this._update())
 
@@ -286,13 +289,13 @@ export class Session {
     })
   }
 
-  /** Stops syncing for good (the document is gone); the text stays readable. */
-  close (reason) {
+  /** Stops syncing for good (the document is gone, or access ended); the text stays readable. */
+  close (reason, { keepLocal = false } = {}) {
     if (this.closedReason) return
     this.closedReason = reason
     this.provider.disconnect()
-    // Its offline copy has nothing left to merge into.
-    this.local.clearData().catch(() => {})
+    // A deleted document's offline copy has nothing left to merge into.
+    if (!keepLocal) this.local.clearData().catch(() => {})
     if (this.editable) this.view.dispatch({ effects: this.readOnly.reconfigure(EditorState.readOnly.of(true)) })
     this._update()
   }

@@ -29,8 +29,8 @@ after(async () => {
 })
 
 /** Runs `body(server)` with a server of its own; keeps the server's files if it fails. */
-async function withServer (label, body) {
-  const server = await Server.start(label)
+async function withServer (label, body, options) {
+  const server = await Server.start(label, options)
   let failed = true
   try {
     await body(server)
@@ -412,6 +412,50 @@ describe('the browser editor', { timeout: 150_000 }, () => {
         await closeAll(alice)
       }
     })
+  })
+
+  it('a read-only token shows read-only and its typing changes nothing; a read-write token\'s edit arrives', { timeout: TEST_TIMEOUT }, async () => {
+    await withServer('tokens', async (server) => {
+      const doc = await server.createDocument('Tokens', 'read me\n')
+      const ro = await server.mintToken(doc.id, 'read-only')
+      const rw = await server.mintToken(doc.id, 'read-write')
+      const viewer = await person(browser, server, BOB)
+      const writer = await person(browser, server, ALICE)
+      try {
+        // The viewer opens the page with a read-only token in the URL.
+        const page = viewer.page
+        await page.goto(`${server.url}/d/${doc.id}?token=${encodeURIComponent(ro.token)}`, { waitUntil: 'domcontentloaded' })
+        await waitState(page, 'synced')
+        assert.equal(await pageText(page), 'read me\n')
+        assert.doesNotMatch(page.url(), /token=/, 'the token is taken out of the address bar')
+        await until('the status says read-only', async () => /Read-only/.test(await page.locator('.status').textContent()))
+        assert.equal(await page.evaluate(() => window.quire.session.editable), false)
+        assert.equal(await page.evaluate(() => window.quire.view.state.readOnly), true)
+        assert.equal(await page.locator('.cm-content').getAttribute('contenteditable'), 'false')
+
+        // Typing changes nothing, locally or on the server.
+        await page.locator('.cm-content').click()
+        await page.keyboard.type('VIEWER')
+        await page.keyboard.press('Backspace')
+        await sleep(500)
+        assert.equal(await pageText(page), 'read me\n')
+        assert.equal(await server.text(doc.id), 'read me\n')
+
+        // The writer's read-write token edits; the edit reaches the server and the viewer.
+        await writer.page.goto(`${server.url}/d/${doc.id}?token=${encodeURIComponent(rw.token)}`, { waitUntil: 'domcontentloaded' })
+        await waitState(writer.page, 'synced')
+        await writer.page.waitForFunction(() => window.quire?.session?.editable === true, null, { timeout: 10_000 })
+        assert.doesNotMatch(await writer.page.locator('.status').textContent(), /Read-only/)
+        await placeCursor(writer.page, 'read me\n'.length)
+        await writer.page.keyboard.type('written')
+        await until('the server has the writer\'s edit', async () => (await server.text(doc.id)) === 'read me\nwritten')
+        await waitPageText(page, 'read me\nwritten')
+        assertNoErrors(viewer)
+        assertNoErrors(writer)
+      } finally {
+        await closeAll(viewer, writer)
+      }
+    }, { authSecret: 'browser-test-secret-0123456789' })
   })
 
   it('serves the page and its assets with caching, compression and a content security policy', { timeout: TEST_TIMEOUT }, async () => {

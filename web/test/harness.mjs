@@ -29,12 +29,16 @@ export function serverBinary () {
   return bin
 }
 
-/** A quire-server process of one test's own, on a SQLite file in a scratch directory. */
+/**
+ * A quire-server process of one test's own, on a SQLite file in a scratch directory. With
+ * `authSecret` it runs with access control (`--auth-secret`), and the harness's own REST calls
+ * use the secret as their (admin) bearer token.
+ */
 export class Server {
-  static async start (label = 'web') {
+  static async start (label = 'web', { authSecret } = {}) {
     serverBinary() // fails first, with directions, when there is none
     const dir = await mkdtemp(path.join(os.tmpdir(), `quire-web-${label}-`))
-    const server = new Server(dir)
+    const server = new Server(dir, { authSecret })
     try {
       await server.spawn(0)
     } catch (err) {
@@ -44,8 +48,9 @@ export class Server {
     return server
   }
 
-  constructor (dir) {
+  constructor (dir, { authSecret } = {}) {
     this.dir = dir
+    this.authSecret = authSecret
     this.child = null
     this.port = 0
     this.logLines = []
@@ -59,7 +64,8 @@ export class Server {
     const bin = serverBinary()
     const child = spawn(bin, [
       '--listen', `127.0.0.1:${port}`,
-      '--database-url', `sqlite:${path.join(this.dir, 'quire.db')}`
+      '--database-url', `sqlite:${path.join(this.dir, 'quire.db')}`,
+      ...(this.authSecret ? ['--auth-secret', this.authSecret] : [])
     ], {
       env: { ...process.env, RUST_LOG: process.env.QUIRE_TEST_SERVER_LOG || 'info', NO_COLOR: '1' },
       stdio: ['ignore', 'pipe', 'pipe']
@@ -147,8 +153,9 @@ export class Server {
   }
 
   /** A REST call: `{ status, headers, body }` (body parsed when JSON). */
-  async api (method, route, body, { type } = {}) {
+  async api (method, route, body, { type, token = this.authSecret } = {}) {
     const headers = {}
+    if (token) headers.authorization = `Bearer ${token}`
     let payload
     if (body !== undefined) {
       if (typeof body === 'string') {
@@ -168,6 +175,13 @@ export class Server {
   async createDocument (name, text) {
     const r = await this.api('POST', '/api/documents', { name, text })
     if (r.status !== 201) throw new Error(`creating a document: ${r.status} ${JSON.stringify(r.body)}`)
+    return r.body
+  }
+
+  /** Mints an access token (needs `authSecret`): `{ token, jti, role, … }`. */
+  async mintToken (document, role, expiresIn = 600) {
+    const r = await this.api('POST', '/api/tokens', { document, role, expires_in: expiresIn })
+    if (r.status !== 201) throw new Error(`minting a ${role} token: ${r.status} ${JSON.stringify(r.body)}`)
     return r.body
   }
 
