@@ -435,15 +435,11 @@ impl Actor {
     fn handle_message(&mut self, conn: ConnId, msg: Incoming) {
         match msg {
             Incoming::SyncStep1(sv) => {
-                // The integrated state only: `encode_state_as_update_v1` would add the pending
-                // blocks (waiting for missing dependencies) as yrs holds them, and yrs' merge of
-                // successive pending updates can misplace a block: after gaps in a client's
-                // clocks, a pending block (clock 21) came out at that client's next free clock
-                // (36), every replica integrated a block the server never had, and none could
-                // send it back (found by tests/simulation.rs with QUIRE_SIM_CHAOTIC_NET=1, seed
-                // 5067). Pending blocks reach clients as they came (relayed with their op-log
-                // row), and once their gap is filled, the filling client's diff covers them.
-                let diff = self.awareness.doc().transact().encode_diff_v1(&sv);
+                let diff = self
+                    .awareness
+                    .doc()
+                    .transact()
+                    .encode_state_as_update_v1(&sv);
                 self.outbox
                     .push((Target::One(conn), protocol::sync_step2(diff)));
             }
@@ -467,27 +463,8 @@ impl Actor {
                 .push((Target::One(conn), protocol::permission_denied(&why)));
             return;
         }
-        // Blocks pending before this update may integrate with it. Clients that joined while
-        // they were pending did not get them (SyncStep2 sends integrated state only, see
-        // `Incoming::SyncStep1`), so once nothing is pending any more, the newly integrated
-        // state goes to everyone after commit. (Not while something is still pending: that diff
-        // carries blocks after gaps, and the simulation's seed 5172 then diverged.)
-        let pending_sv = {
-            let txn = self.awareness.doc().transact();
-            txn.has_missing_updates().then(|| txn.state_vector())
-        };
         match self.integrate(update) {
-            Ok(true) => {
-                self.record(bytes, format!("conn-{conn}"), Target::AllBut(conn), None);
-                if let Some(before) = pending_sv {
-                    let txn = self.awareness.doc().transact();
-                    if !txn.has_missing_updates() && txn.state_vector() != before {
-                        let diff = txn.encode_diff_v1(&before);
-                        drop(txn);
-                        self.outbox.push((Target::All, protocol::update(diff)));
-                    }
-                }
-            }
+            Ok(true) => self.record(bytes, format!("conn-{conn}"), Target::AllBut(conn), None),
             Ok(false) => {}
             Err(Rejected::Invalid(err)) => {
                 self.kick(
