@@ -358,6 +358,9 @@ impl ServerProcess {
                 db_url,
                 "--idle-unload-secs",
                 "1",
+                // 1,000 connections from one loopback address are the point of the memory rows.
+                "--max-connections-per-ip",
+                "0",
             ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
