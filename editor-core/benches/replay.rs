@@ -50,69 +50,69 @@ fn byte_patches<'a>(trace: &'a Trace, patches: &[Patch<'a>]) -> Vec<Patch<'a>> {
     out
 }
 
-fn replay_buffer<B: TextBuffer>(start: &str, patches: &[Patch]) -> B {
-    let mut buf = B::from_text(start);
+/// Applies every patch to `text` with the implementation's own remove and insert, skipping
+/// empty halves (one loop for every comparator, monomorphised per implementation).
+fn apply<R>(
+    mut text: R,
+    patches: &[Patch],
+    mut remove: impl FnMut(&mut R, std::ops::Range<usize>),
+    mut insert: impl FnMut(&mut R, usize, &str),
+) -> R {
     for &(pos, del, ins) in patches {
         if del > 0 {
-            buf.remove(pos..pos + del).unwrap();
+            remove(&mut text, pos..pos + del);
         }
         if !ins.is_empty() {
-            buf.insert(pos, ins).unwrap();
+            insert(&mut text, pos, ins);
         }
     }
-    buf
+    text
+}
+
+fn replay_buffer<B: TextBuffer>(start: &str, patches: &[Patch]) -> B {
+    apply(
+        B::from_text(start),
+        patches,
+        |b, r| b.remove(r).unwrap(),
+        |b, pos, ins| b.insert(pos, ins).unwrap(),
+    )
 }
 
 fn replay_ropey(start: &str, patches: &[Patch]) -> ropey::Rope {
-    let mut rope = ropey::Rope::from_str(start);
-    for &(pos, del, ins) in patches {
-        if del > 0 {
-            rope.remove(pos..pos + del);
-        }
-        if !ins.is_empty() {
-            rope.insert(pos, ins);
-        }
-    }
-    rope
+    apply(
+        ropey::Rope::from_str(start),
+        patches,
+        |r, range| r.remove(range),
+        |r, pos, ins| r.insert(pos, ins),
+    )
 }
 
 fn replay_jumprope(start: &str, patches: &[Patch]) -> jumprope::JumpRope {
-    let mut rope = jumprope::JumpRope::from(start);
-    for &(pos, del, ins) in patches {
-        if del > 0 {
-            rope.remove(pos..pos + del);
-        }
-        if !ins.is_empty() {
-            rope.insert(pos, ins);
-        }
-    }
-    rope
+    apply(
+        jumprope::JumpRope::from(start),
+        patches,
+        |r, range| r.remove(range),
+        |r, pos, ins| r.insert(pos, ins),
+    )
 }
 
 fn replay_jumprope_buf(start: &str, patches: &[Patch]) -> jumprope::JumpRopeBuf {
-    let mut rope = jumprope::JumpRopeBuf::from(start);
-    for &(pos, del, ins) in patches {
-        if del > 0 {
-            rope.remove(pos..pos + del);
-        }
-        if !ins.is_empty() {
-            rope.insert(pos, ins);
-        }
-    }
-    rope
+    apply(
+        jumprope::JumpRopeBuf::from(start),
+        patches,
+        |r, range| r.remove(range),
+        |r, pos, ins| r.insert(pos, ins),
+    )
 }
 
+/// crop has no char index: it gets byte patches, converted before timing.
 fn replay_crop(start: &str, byte_patches: &[Patch]) -> crop::Rope {
-    let mut rope = crop::Rope::from(start);
-    for &(pos, del, ins) in byte_patches {
-        if del > 0 {
-            rope.delete(pos..pos + del);
-        }
-        if !ins.is_empty() {
-            rope.insert(pos, ins);
-        }
-    }
-    rope
+    apply(
+        crop::Rope::from(start),
+        byte_patches,
+        |r, range| r.delete(range),
+        |r, pos, ins| r.insert(pos, ins),
+    )
 }
 
 /// The implementations compared, in the order of the report.
