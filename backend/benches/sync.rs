@@ -3,7 +3,9 @@
 //!
 //! ```sh
 //! cargo bench -p quire-backend --bench sync            # QUIRE_TEST_PG_URL, default 127.0.0.1:5432
+//! QUIRE_BENCH_SERVER=/path/to/other/quire-server cargo bench -p quire-backend --bench sync
 //! ```
+//! (the second form measures another build, e.g. an older commit's, for side-by-side runs).
 //!
 //! Measures, and prints as a Markdown table for BENCHMARKS.md:
 //! 1. automerge-paper replayed as 259,778 separate updates from one client while a second
@@ -350,7 +352,10 @@ struct ServerProcess {
 
 impl ServerProcess {
     fn start(db_url: &str) -> ServerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_quire-server"))
+        // QUIRE_BENCH_SERVER: another build to compare against, side by side.
+        let binary = std::env::var("QUIRE_BENCH_SERVER")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_quire-server").to_string());
+        let mut child = Command::new(binary)
             .args([
                 "--listen",
                 "127.0.0.1:0",

@@ -993,7 +993,8 @@ async fn complete(
 }
 
 /// The whole document as one Yjs update (v1 encoding): a backup, or a way to move it to
-/// another Yjs server.
+/// another Yjs server. Integrated state only: updates still waiting for their client's
+/// earlier ones (rare: only out-of-order senders make them) stay in the op log.
 #[utoipa::path(
     get, path = "/api/documents/{id}/update", tag = "documents",
     params(("id" = String, Path, description = "Document id", pattern = "^[A-Za-z0-9._-]{1,128}$")),

@@ -37,10 +37,16 @@ use crate::mirror::{doc_text, text_of, Mirror, TEXT_NAME};
 use crate::protocol::{self, close, Incoming};
 use crate::server::Context;
 use crate::store::{Loaded, NewOp, StoredDoc};
+use quire_holdback::{Delivery, Holdback};
 
 /// Commands handled in one round at most, so one round's commit stays bounded and one round's
 /// relays fit several times into a client's outbound queue.
 const MAX_ROUND: usize = 512;
+
+/// Updates still waiting (crate quire-holdback) are sent one message each to a syncing
+/// client up to this many; more go as one merged update, so a long out-of-order burst cannot
+/// overflow the client's queue.
+const MAX_SEPARATE_UNSETTLED: usize = 64;
 
 /// Identifies a connection for the lifetime of the process.
 pub type ConnId = u64;
@@ -209,6 +215,8 @@ pub(crate) struct Actor {
     documents: Weak<Documents>,
     rx: mpsc::Receiver<Command>,
     awareness: Awareness,
+    /// Updates received but not yet fully integrated (crate `quire-holdback`).
+    holdback: Holdback,
     /// The text as an editor-core buffer and word index, as of version `mirror_seq` (brought up
     /// to date by `sync_mirror` when read; see `mirror.rs` for why not on every update).
     mirror: Mirror,
@@ -256,6 +264,7 @@ impl Actor {
             documents,
             rx,
             awareness: Awareness::new(new_doc()),
+            holdback: Holdback::default(),
             mirror: Mirror::default(),
             mirror_seq: 0,
             recorded_length: 0,
@@ -342,9 +351,10 @@ impl Actor {
                 Ok(Loaded::Deleted) => return Load::Deleted,
                 Ok(Loaded::Doc(stored)) => {
                     self.ctx.health.store_ok(true);
-                    let doc = build_doc(&self.id, &stored);
+                    let (doc, holdback) = load_doc(&self.id, &stored);
                     self.mirror = Mirror::from_text(&doc_text(&doc));
                     self.awareness = Awareness::new(doc);
+                    self.holdback = holdback;
                     self.last_seq = stored.last_seq();
                     self.mirror_seq = self.last_seq;
                     let length = self.mirror.len_chars() as i64;
@@ -435,13 +445,15 @@ impl Actor {
     fn handle_message(&mut self, conn: ConnId, msg: Incoming) {
         match msg {
             Incoming::SyncStep1(sv) => {
-                let diff = self
-                    .awareness
-                    .doc()
-                    .transact()
-                    .encode_state_as_update_v1(&sv);
+                // The integrated state only, then every update not yet integrated as it came:
+                // yrs' own encoding of pending state can misplace blocks (crate quire-holdback).
+                let diff = self.awareness.doc().transact().encode_diff_v1(&sv);
                 self.outbox
                     .push((Target::One(conn), protocol::sync_step2(diff)));
+                for bytes in self.holdback.unsettled_batched(MAX_SEPARATE_UNSETTLED) {
+                    self.outbox
+                        .push((Target::One(conn), protocol::update(bytes)));
+                }
             }
             Incoming::Update { bytes, update } => self.apply_update(conn, bytes, update),
             Incoming::Awareness(update) => self.apply_awareness(conn, update),
@@ -463,7 +475,7 @@ impl Actor {
                 .push((Target::One(conn), protocol::permission_denied(&why)));
             return;
         }
-        match self.integrate(update) {
+        match self.integrate(&bytes, update) {
             Ok(true) => self.record(bytes, format!("conn-{conn}"), Target::AllBut(conn), None),
             Ok(false) => {}
             Err(Rejected::Invalid(err)) => {
@@ -499,27 +511,35 @@ impl Actor {
     }
 
     /// Applies an update to the document; true if it changed something worth a row.
-    fn integrate(&mut self, update: Update) -> Result<bool, Rejected> {
+    fn integrate(&mut self, bytes: &[u8], update: Update) -> Result<bool, Rejected> {
         let doc = self.awareness.doc();
+        let holdback = &mut self.holdback;
         // yrs integrates untrusted input; contain a panic to this update and this connection.
         let result = catch_unwind(AssertUnwindSafe(|| {
             let mut txn = doc.transact_mut();
             let before = txn.state_vector();
-            // Blocks starting at or past our clock for their client are not a resend. yrs may
-            // integrate such an update (one whose origins we have, after a gap in its client's
-            // clocks) without moving the state vector or keeping it pending; without this
-            // check it got no op-log row and was lost on reload (found by tests/simulation.rs).
+            // Blocks starting at or past our clock for their client are not a resend (a row
+            // for them is never wrong; a missing row loses them on reload and stalls peers
+            // waiting for the relay).
             let beyond = update
                 .state_vector_lower()
                 .iter()
                 .any(|(client, clock)| *clock >= before.get(client));
-            txn.apply_update(update).map_err(|e| e.to_string())?;
+            let delivery = holdback
+                .apply(&mut txn, bytes, update)
+                .map_err(|e| e.to_string())?;
+            match delivery {
+                Delivery::Held => return Ok(true),
+                Delivery::Duplicate => return Ok(false),
+                Delivery::Applied => {}
+            }
             if txn.has_missing_updates() {
-                // yrs merges pending blocks into every encoding (SyncStep2, snapshots), and a
-                // hostile pending update can make that merge panic, which would take down this
-                // actor on the next SyncStep1, and again after every reload once stored. Encode
-                // the pending part now (cheap: the diff from our own state vector), so such an
-                // update panics here, is refused and never stored (found by tests/fuzz_smoke.rs).
+                // yrs merges pending blocks with every later update that touches them, and for
+                // some crafted pending updates that merge panics: stored, such an update would
+                // make an honest client's next update fail, and that row be lost on reload.
+                // Merge the pending part now (cheap: the diff from our own state vector), so
+                // such an update panics here, is refused and never stored (found by
+                // tests/fuzz_smoke.rs).
                 let sv = txn.state_vector();
                 let _ = txn.encode_state_as_update_v1(&sv);
             }
@@ -651,7 +671,7 @@ impl Actor {
                     .and_then(|d| self.check_size(update.len()).map(|()| d));
                 let result = match decoded {
                     Err(err) => Err(err),
-                    Ok(decoded) => match self.integrate(decoded) {
+                    Ok(decoded) => match self.integrate(&update, decoded) {
                         Ok(changed) => {
                             if changed {
                                 self.record(update, origin.to_string(), Target::All, None);
@@ -1018,20 +1038,20 @@ impl Actor {
         }));
     }
 
-    /// True while updates wait for missing dependencies. yrs merges them into an encoded
-    /// state, and that state does not always decode back to the same document (blocks after a
-    /// gap in a client's clocks came back integrated, or later failed to integrate; found by
-    /// tests/simulation.rs), so no snapshot is written then: the op log keeps the updates as
-    /// they came, and a snapshot follows once they have integrated.
+    /// True while updates wait for missing dependencies (held back, or pending inside yrs). A
+    /// snapshot is the integrated state only, and loading replays just the rows after it, so
+    /// none is written then: the op log keeps the updates as they came, and a snapshot follows
+    /// once they have integrated.
     fn has_pending(&self) -> bool {
-        self.awareness.doc().transact().has_missing_updates()
+        !self.holdback.is_empty() || self.awareness.doc().transact().has_missing_updates()
     }
 
+    /// The integrated state as one update (updates still waiting are not in it).
     fn encode_state(&self) -> Vec<u8> {
         self.awareness
             .doc()
             .transact()
-            .encode_state_as_update_v1(&StateVector::default())
+            .encode_diff_v1(&StateVector::default())
     }
 
     /// Unloads the document when it has had no connection for the idle timeout and everything
@@ -1196,7 +1216,14 @@ pub fn new_doc() -> Doc {
 /// Builds a document from its newest snapshot and the op log after it. A row that does not
 /// decode is logged and skipped rather than making the whole document unloadable.
 pub fn build_doc(id: &str, stored: &StoredDoc) -> Doc {
+    load_doc(id, stored).0
+}
+
+/// [`build_doc`], also returning the updates that are still not integrated, exactly as the
+/// live actor had them: rows go through the same [`Holdback`].
+pub fn load_doc(id: &str, stored: &StoredDoc) -> (Doc, Holdback) {
     let doc = new_doc();
+    let mut holdback = Holdback::default();
     {
         let mut txn = doc.transact_mut();
         let rows = stored
@@ -1210,15 +1237,24 @@ pub fn build_doc(id: &str, stored: &StoredDoc) -> Doc {
                     .map(|op| (op.seq, op.update_v1.as_slice())),
             );
         for (seq, bytes) in rows {
-            let applied = Update::decode_v1(bytes)
-                .map_err(|e| e.to_string())
-                .and_then(|u| txn.apply_update(u).map_err(|e| e.to_string()));
+            // A held row is applied later, inside another row's turn, where yrs could still
+            // fail on it: contain that too rather than leave the document unloadable.
+            let applied = catch_unwind(AssertUnwindSafe(|| {
+                Update::decode_v1(bytes)
+                    .map_err(|e| e.to_string())
+                    .and_then(|u| {
+                        holdback
+                            .apply(&mut txn, bytes, u)
+                            .map_err(|e| e.to_string())
+                    })
+            }))
+            .unwrap_or_else(|_| Err("yrs panicked on it".to_string()));
             if let Err(err) = applied {
                 tracing::error!(doc = id, seq, %err, "stored update does not apply; skipped");
             }
         }
     }
-    doc
+    (doc, holdback)
 }
 
 fn now_ms() -> u64 {

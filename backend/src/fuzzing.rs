@@ -17,6 +17,7 @@ use crate::document::new_doc;
 use crate::edit::{self, Edit};
 use crate::mirror::{doc_text, Mirror, TEXT_NAME};
 use crate::protocol::{decode_frame, Incoming};
+use quire_holdback::Holdback;
 
 /// The WebSocket message path: `protocol::decode_frame` on one frame, then every decoded
 /// message applied to a document as the actor applies it (updates inside `catch_unwind`, a
@@ -30,18 +31,19 @@ pub fn ws_frame(data: &[u8]) {
     };
     let mut awareness = Awareness::new(new_doc());
     let doc = awareness.doc().clone();
+    let mut holdback = Holdback::default();
     let mut damaged = false;
     for msg in msgs {
         match msg {
             Incoming::SyncStep1(sv) => {
                 // What the actor answers with (SyncStep2): must not panic on any state vector.
-                let _ = doc.transact().encode_state_as_update_v1(&sv);
+                let _ = doc.transact().encode_diff_v1(&sv);
             }
-            Incoming::Update { update, .. } => {
+            Incoming::Update { bytes, update } => {
                 // As `Actor::integrate`: pending blocks must encode, or the update is refused.
                 let applied = catch_unwind(AssertUnwindSafe(|| {
                     let mut txn = doc.transact_mut();
-                    let ok = txn.apply_update(update).is_ok();
+                    let ok = holdback.apply(&mut txn, &bytes, update).is_ok();
                     if ok && txn.has_missing_updates() {
                         let sv = txn.state_vector();
                         let _ = txn.encode_state_as_update_v1(&sv);
@@ -68,9 +70,13 @@ pub fn ws_frame(data: &[u8]) {
     // What a snapshot and reload do: the state as one update, into a fresh document.
     let (state, text, pending) = {
         let txn = doc.transact();
-        let state = txn.encode_state_as_update_v1(&StateVector::default());
+        let state = txn.encode_diff_v1(&StateVector::default());
         let text = txn.get_text(TEXT_NAME).map(|t| t.get_string(&txn));
-        (state, text, txn.has_missing_updates())
+        (
+            state,
+            text,
+            txn.has_missing_updates() || !holdback.is_empty(),
+        )
     };
     let reloaded = new_doc();
     let update = Update::decode_v1(&state).expect("the server's own encoding must decode");

@@ -17,6 +17,8 @@
 //!   version made on a rebuilt copy and merged as a concurrent update.
 //! - [`mirror`]: the text as an editor-core buffer and word index, kept in step with the yrs
 //!   text by an observer (REST reads, search and autocomplete never walk the CRDT).
+//! - [`holdback`]: (crate quire-holdback) out-of-order updates held back until yrs can take
+//!   them in causal order; what a syncing peer gets besides the integrated state.
 //! - [`fuzzing`]: the bodies of the fuzz targets (`fuzz/`), also smoke-tested by `cargo test`.
 //! - [`auth`]: signed access tokens (document, role, expiry) and the REST API's gate.
 //! - [`limits`]: connections per IP, messages per second per connection.
@@ -35,6 +37,7 @@ pub mod document;
 pub mod documents;
 pub mod edit;
 pub mod fuzzing;
+pub use quire_holdback as holdback;
 pub mod limits;
 pub mod metrics;
 pub mod mirror;
