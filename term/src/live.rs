@@ -36,6 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use editor_core::{GapBuffer, TextBuffer};
+use quire_holdback::Holdback;
 use tokio::sync::mpsc::UnboundedSender;
 use yrs::encoding::read::Cursor;
 use yrs::sync::time::{Clock, SystemClock};
@@ -112,6 +113,9 @@ pub struct Session {
     pub url: String,
     pub doc_name: String,
     doc: Doc,
+    /// Remote updates not yet integrated (quire_holdback: yrs alone can misplace blocks that
+    /// arrive before their client's earlier ones).
+    holdback: Holdback,
     text: TextRef,
     awareness: Awareness,
     undo: UndoManager,
@@ -182,6 +186,7 @@ impl Session {
         undo.expand_scope(&doc, &text);
         let awareness = Awareness::new(doc.clone());
         let mut session = Session {
+            holdback: Holdback::default(),
             url,
             doc_name,
             doc,
@@ -360,8 +365,13 @@ impl Session {
         for msg in messages {
             match msg {
                 Message::Sync(SyncMessage::SyncStep1(sv)) => {
-                    let update = self.doc.transact().encode_state_as_update_v1(&sv);
+                    // The integrated state, then what still waits, as it came (as the server
+                    // answers; yrs' encoding of pending blocks can misplace them).
+                    let update = self.doc.transact().encode_diff_v1(&sv);
                     self.send(Message::Sync(SyncMessage::SyncStep2(update)));
+                    for u in self.holdback.unsettled_batched(64) {
+                        self.send(Message::Sync(SyncMessage::Update(u)));
+                    }
                     // The server now gets everything this replica made offline.
                     if self.sender.is_some() {
                         self.unsynced = false;
@@ -390,10 +400,12 @@ impl Session {
         Ok(())
     }
 
-    fn apply_remote(&mut self, update: &[u8]) -> Result<(), String> {
-        let update = Update::decode_v1(update).map_err(|e| e.to_string())?;
+    fn apply_remote(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let update = Update::decode_v1(bytes).map_err(|e| e.to_string())?;
         let mut txn = self.doc.transact_mut_with(REMOTE);
-        txn.apply_update(update).map_err(|e| e.to_string())?;
+        self.holdback
+            .apply(&mut txn, bytes, update)
+            .map_err(|e| e.to_string())?;
         drop(txn);
         self.peers_dirty = true;
         Ok(())
