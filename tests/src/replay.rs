@@ -71,14 +71,27 @@ pub async fn replay_concurrent(
     let has: Arc<Vec<Mutex<HashSet<usize>>>> =
         Arc::new((0..agents).map(|_| Mutex::new(empty.clone())).collect());
     let wake: Arc<Vec<Notify>> = Arc::new((0..agents).map(|_| Notify::new()).collect());
+    // For a timeout's report: what each agent waits for, and whether its socket closed.
+    let waiting: Arc<Vec<Mutex<String>>> =
+        Arc::new((0..agents).map(|_| Mutex::new(String::new())).collect());
     let url = format!("ws://{http_addr}/ws/{doc}");
     let mut tasks = Vec::new();
+    // Nobody types before every agent has its (empty) initial sync: the server's sync reply
+    // is its merged state, which matches no single transaction, so an agent joining after
+    // the first edits would never count them as received (the stall seen under CI load).
+    let (start, started_rx) = tokio::sync::watch::channel(false);
+    let mut synced = Vec::new();
     for agent in 0..agents {
         let ws = connect_ws(&url)
             .await
             .map_err(|e| format!("agent {agent} cannot connect to {url}: {e}"))?;
         let (mut sink, mut stream) = ws.split();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        // Our own SyncStep1 (we hold nothing) asks for the server's state: its SyncStep2
+        // tells us the handshake is done.
+        let _ = tx.send(encode_message(&YMessage::Sync(SyncMessage::SyncStep1(
+            yrs::StateVector::default(),
+        ))));
         tokio::spawn(async move {
             while let Some(frame) = rx.recv().await {
                 if sink.send(Message::Binary(frame.into())).await.is_err() {
@@ -88,8 +101,18 @@ pub async fn replay_concurrent(
         });
         {
             let (index, has, wake, tx) = (index.clone(), has.clone(), wake.clone(), tx.clone());
+            let waiting = waiting.clone();
+            let (synced_tx, synced_rx) = tokio::sync::oneshot::channel::<()>();
+            synced.push(synced_rx);
+            let mut synced_tx = Some(synced_tx);
             tokio::spawn(async move {
-                while let Some(Ok(msg)) = stream.next().await {
+                let mut unknown = 0usize;
+                let ended = loop {
+                    let msg = match stream.next().await {
+                        Some(Ok(msg)) => msg,
+                        Some(Err(e)) => break format!("socket error: {e}"),
+                        None => break "socket closed by the server".to_string(),
+                    };
                     let Message::Binary(frame) = msg else {
                         continue;
                     };
@@ -102,16 +125,23 @@ pub async fn replay_concurrent(
                                     SyncMessage::SyncStep2(vec![0, 0]),
                                 )));
                             }
+                            YMessage::Sync(SyncMessage::SyncStep2(_)) if synced_tx.is_some() => {
+                                let _ = synced_tx.take().map(|s| s.send(()));
+                            }
                             YMessage::Sync(SyncMessage::Update(u) | SyncMessage::SyncStep2(u)) => {
                                 if let Some(&txn) = index.get(&u) {
                                     has[agent].lock().unwrap().insert(txn);
                                     wake[agent].notify_one();
+                                } else if !u.is_empty() && u != [0, 0] {
+                                    unknown += 1;
                                 }
                             }
                             _ => {}
                         }
                     }
-                }
+                };
+                let mut w = waiting[agent].lock().unwrap();
+                *w = format!("{w}; {ended} ({unknown} updates received that are no trace txn)");
             });
         }
         let mine: Vec<(usize, Vec<usize>, Vec<u8>)> = updates
@@ -129,17 +159,23 @@ pub async fn replay_concurrent(
                 (u.txn, parents, u.update.clone())
             })
             .collect();
-        let (has, wake) = (has.clone(), wake.clone());
+        let (has, wake, waiting) = (has.clone(), wake.clone(), waiting.clone());
+        let mut started = started_rx.clone();
         tasks.push(tokio::spawn(async move {
+            if started.wait_for(|s| *s).await.is_err() {
+                return Err(format!("agent {agent}: the replay stopped before it began"));
+            }
             for (txn, parents, update) in mine {
                 loop {
-                    let ready = {
+                    let missing: Vec<usize> = {
                         let h = has[agent].lock().unwrap();
-                        parents.iter().all(|p| h.contains(p))
+                        parents.iter().filter(|p| !h.contains(p)).copied().collect()
                     };
-                    if ready {
+                    if missing.is_empty() {
                         break;
                     }
+                    *waiting[agent].lock().unwrap() =
+                        format!("agent {agent} waits to send txn {txn} for {missing:?}");
                     // Woken on each received transaction; the timeout only guards a lost wake.
                     let _ =
                         tokio::time::timeout(Duration::from_millis(200), wake[agent].notified())
@@ -150,17 +186,34 @@ pub async fn replay_concurrent(
                     return Err(format!("agent {agent}: socket closed"));
                 }
             }
+            *waiting[agent].lock().unwrap() = format!("agent {agent} sent all its txns");
             Ok(())
         }));
     }
     let deadline = Instant::now() + timeout;
+    for (agent, s) in synced.into_iter().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !matches!(tokio::time::timeout(left, s).await, Ok(Ok(()))) {
+            return Err(format!(
+                "agent {agent} got no initial sync from the server within {timeout:?}"
+            ));
+        }
+    }
+    let _ = start.send(true);
     for t in tasks {
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, t).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => return Err(e),
             Ok(Err(e)) => return Err(format!("agent task failed: {e}")),
-            Err(_) => return Err(format!("replay did not finish within {timeout:?}")),
+            Err(_) => {
+                let report: Vec<String> =
+                    waiting.iter().map(|w| w.lock().unwrap().clone()).collect();
+                return Err(format!(
+                    "replay did not finish within {timeout:?}: {}",
+                    report.join(" | ")
+                ));
+            }
         }
     }
     // Every agent has every transaction: then the server has committed them all.
@@ -170,9 +223,17 @@ pub async fn replay_concurrent(
             break;
         }
         if Instant::now() > deadline {
-            let counts: Vec<usize> = has.iter().map(|h| h.lock().unwrap().len()).collect();
+            let missing: Vec<Vec<usize>> = has
+                .iter()
+                .map(|h| {
+                    let h = h.lock().unwrap();
+                    (0..txns).filter(|t| !h.contains(t)).take(10).collect()
+                })
+                .collect();
+            let report: Vec<String> = waiting.iter().map(|w| w.lock().unwrap().clone()).collect();
             return Err(format!(
-                "agents hold {counts:?} of {txns} transactions after {timeout:?}"
+                "after {timeout:?} agents still lack (first 10 each) {missing:?}: {}",
+                report.join(" | ")
             ));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -9,7 +9,8 @@ use quire_tests::{bounded, trace_path, StoreKind, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clownschool_through_the_server() {
-    bounded(Duration::from_secs(120), async {
+    // The binary's own timeout comes first, so a stall prints what each agent waits for.
+    bounded(Duration::from_secs(240), async {
         let path = trace_path("concurrent/clownschool.json.gz");
         let server = TestServer::start(StoreKind::Postgres, &[]).await;
         let addr = server.addr().to_string();
@@ -18,6 +19,7 @@ async fn clownschool_through_the_server() {
                 .arg(&path)
                 .arg("--server")
                 .arg(addr)
+                .args(["--timeout", "200"])
                 .output()
         })
         .await

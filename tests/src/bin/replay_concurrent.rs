@@ -1,4 +1,4 @@
-//! `replay-concurrent TRACE [--server HOST:PORT]`: replays a concurrent editing trace (the
+//! `replay-concurrent TRACE [--server HOST:PORT] [--timeout SECS]`: replays a concurrent editing trace (the
 //! clownschool format) through a quire server with one real WebSocket client per agent,
 //! honouring `parents`, and checks the server's final text equals `endContent` (exit 0), else
 //! exits 1. Without `--server` it starts `quire-server` on a temporary SQLite database.
@@ -13,13 +13,21 @@ use quire_tests::{StoreKind, TestServer};
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: replay-concurrent TRACE [--server HOST:PORT]";
+    let usage = "usage: replay-concurrent TRACE [--server HOST:PORT] [--timeout SECS (600)]";
     let mut trace = None;
     let mut server_addr = None;
+    let mut timeout = Duration::from_secs(600);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--server" => server_addr = it.next().cloned(),
+            "--timeout" => match it.next().and_then(|t| t.parse::<f64>().ok()) {
+                Some(secs) if secs > 0.0 => timeout = Duration::from_secs_f64(secs),
+                _ => {
+                    eprintln!("--timeout wants a positive number of seconds\n{usage}");
+                    std::process::exit(2);
+                }
+            },
             "-h" | "--help" => {
                 println!("{usage}");
                 return;
@@ -64,7 +72,7 @@ async fn main() {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis())
     );
-    match replay_concurrent(trace.as_ref(), addr, &doc, Duration::from_secs(600)).await {
+    match replay_concurrent(trace.as_ref(), addr, &doc, timeout).await {
         Ok(r) if r.matches() => println!(
             "ok: {} transactions of {} agents replayed into {} on {addr} in {:.2} s; final text ({} chars) equals endContent",
             r.txns,
