@@ -203,20 +203,35 @@ describe('the browser editor', { timeout: 150_000 }, () => {
         await alice.network.block()
         await waitState(alice.page, 'offline', 5000)
         await placeCursor(alice.page, both.length)
-        await alice.page.keyboard.type(' +kept')
-        // y-indexeddb writes each update in a transaction of its own and counts them in
-        // _dbsize: once the store holds that many records, every write has committed.
-        await until('y-indexeddb stored every offline edit', () => alice.page.evaluate((id) => new Promise((resolve) => {
-          const expected = window.quire.session.local._dbsize
+        // y-indexeddb writes each update of the document, except its own, as one record (no
+        // trimming below 500). Count the records and the updates from here on: once the store
+        // holds one more record per update, every offline edit has committed. (Its own
+        // _dbsize is no measure: a count finishing during start-up overwrites increments.)
+        const storedRecords = (id) => alice.page.evaluate((id) => new Promise((resolve) => {
           const req = indexedDB.open(`quire:${id}`)
-          req.onerror = () => resolve(false)
+          req.onerror = () => resolve(-1)
           req.onsuccess = () => {
             const db = req.result
             const count = db.transaction('updates', 'readonly').objectStore('updates').count()
-            count.onsuccess = () => { db.close(); resolve(count.result === expected) }
-            count.onerror = () => { db.close(); resolve(false) }
+            count.onsuccess = () => { db.close(); resolve(count.result) }
+            count.onerror = () => { db.close(); resolve(-1) }
           }
-        }), doc.id), 5000)
+        }), id)
+        await alice.page.evaluate(() => {
+          const { ydoc, local } = window.quire.session
+          window.quireUpdatesToStore = 0
+          ydoc.on('update', (_update, origin) => { if (origin !== local) window.quireUpdatesToStore++ })
+        })
+        const recordsBefore = await storedRecords(doc.id)
+        assert.ok(recordsBefore > 0, `y-indexeddb holds ${recordsBefore} records of this document`)
+        await alice.page.keyboard.type(' +kept')
+        await waitPageText(alice.page, both + ' +kept')
+        let recordsNow, updates
+        await until(async () => `y-indexeddb stored every offline edit: ${recordsNow} records, ${recordsBefore} before ${updates} updates`, async () => {
+          updates = await alice.page.evaluate(() => window.quireUpdatesToStore)
+          recordsNow = await storedRecords(doc.id)
+          return updates > 0 && recordsNow === recordsBefore + updates
+        }, 5000)
         await alice.page.close()
         await sleep(300)
         assert.equal(await server.text(doc.id), both, 'the closed offline page cannot have sent anything')
