@@ -7,8 +7,9 @@
 
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdir } from 'node:fs/promises'
+import { mkdir, rm } from 'node:fs/promises'
 import path from 'node:path'
+import os from 'node:os'
 import {
   Server, launchBrowser, person, newPage, openDocument, waitState, pageText, editorText,
   waitPageText, placeCursor, closeAll, assertNoErrors, until, sleep, repoRoot
@@ -105,9 +106,14 @@ describe('the browser editor', { timeout: 150_000 }, () => {
         await alice.page.keyboard.type('Bob reviews the merge')
         await waitPageText(bob.page, (t) => t.endsWith('Bob reviews the merge'))
         await sleep(200)
-        const file = path.join(repoRoot, 'docs', 'screenshot.png')
+        // README's picture is rewritten only on request (QUIRE_UPDATE_SCREENSHOT=1), so a test
+        // run leaves the checkout as it was.
+        const file = process.env.QUIRE_UPDATE_SCREENSHOT === '1'
+          ? path.join(repoRoot, 'docs', 'screenshot.png')
+          : path.join(os.tmpdir(), `quire-screenshot-${process.pid}.png`)
         await mkdir(path.dirname(file), { recursive: true })
         await alice.page.screenshot({ path: file, animations: 'disabled' })
+        if (process.env.QUIRE_UPDATE_SCREENSHOT !== '1') await rm(file)
 
         // Bob renames himself: Alice's view of his caret and avatar follows, and Bob's browser
         // remembers the name.
