@@ -28,7 +28,10 @@ use crate::document::{build_doc, ApiRequest, Applied, DocError, TextAt};
 use crate::documents::Documents;
 use crate::edit::{self, Edit};
 use crate::mirror::{doc_text, Mirror};
-use crate::problem::{problem_layer, ApiJson, ApiQuery, Problem};
+use crate::problem::{
+    problem_layer, ApiJson, ApiQuery, BodyTooLarge, DatabaseUnavailable, InvalidParameters,
+    JsonBodyRefused, NoSuchDocument, NotAdmin, Problem, Unavailable, UnknownVersion,
+};
 use crate::protocol::validate_doc_id;
 use crate::server::Context;
 use crate::store::{AtError, DocMeta, StoreError, StoredDoc};
@@ -492,8 +495,8 @@ fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
         (status = 201, description = "Created", body = DocumentInfo,
             headers(("Location" = String, description = "The document's URL"))),
         (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        BodyTooLarge,
+        DatabaseUnavailable,
     )
 )]
 async fn create_document(State(s): State<ApiState>, body: Bytes) -> Result<Response, Problem> {
@@ -568,8 +571,8 @@ async fn create_document(State(s): State<ApiState>, body: Bytes) -> Result<Respo
     params(ListParams),
     responses(
         (status = 200, description = "A page of documents", body = DocumentList),
-        (status = 400, description = "Invalid parameters", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        InvalidParameters,
+        DatabaseUnavailable,
     )
 )]
 async fn list_documents(
@@ -609,8 +612,8 @@ async fn list_documents(
     params(("id" = String, Path, description = "Document id", pattern = "^[A-Za-z0-9._-]{1,128}$")),
     responses(
         (status = 200, description = "The document", body = DocumentInfo),
-        (status = 404, description = "No such document", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        NoSuchDocument,
+        DatabaseUnavailable,
     )
 )]
 async fn get_document(
@@ -639,10 +642,9 @@ async fn get_document(
     responses(
         (status = 200, description = "Renamed", body = DocumentInfo),
         (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such document", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        NoSuchDocument,
+        JsonBodyRefused,
+        DatabaseUnavailable,
     )
 )]
 async fn rename_document(
@@ -669,8 +671,8 @@ async fn rename_document(
     params(("id" = String, Path, description = "Document id", pattern = "^[A-Za-z0-9._-]{1,128}$")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No such document", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        NoSuchDocument,
+        DatabaseUnavailable,
     )
 )]
 async fn delete_document(
@@ -692,10 +694,10 @@ async fn delete_document(
     responses(
         (status = 200, description = "The text", body = String, content_type = "text/plain",
             headers(("ETag" = String, description = "The version, quoted"))),
-        (status = 400, description = "Invalid parameters", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such document", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Unknown or compacted version", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        InvalidParameters,
+        NoSuchDocument,
+        UnknownVersion,
+        DatabaseUnavailable,
     )
 )]
 async fn get_text(
@@ -725,10 +727,10 @@ async fn get_text(
     responses(
         (status = 200, description = "Replaced", body = ChangeResult),
         (status = 400, description = "Not UTF-8", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such document", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        NoSuchDocument,
+        BodyTooLarge,
         (status = 415, description = "Not text/plain", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        DatabaseUnavailable,
     )
 )]
 async fn put_text(
@@ -752,11 +754,10 @@ async fn put_text(
     responses(
         (status = 200, description = "Applied", body = ChangeResult),
         (status = 400, description = "Invalid body or a position out of range", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such document", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Unknown or compacted version", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        NoSuchDocument,
+        UnknownVersion,
+        JsonBodyRefused,
+        DatabaseUnavailable,
     )
 )]
 async fn post_edits(
@@ -809,9 +810,9 @@ async fn post_edits(
     params(("id" = String, Path, description = "Document id", pattern = "^[A-Za-z0-9._-]{1,128}$"), HistoryParams),
     responses(
         (status = 200, description = "A page of history", body = History),
-        (status = 400, description = "Invalid parameters", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such document", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        InvalidParameters,
+        NoSuchDocument,
+        DatabaseUnavailable,
     )
 )]
 async fn get_history(
@@ -885,11 +886,10 @@ async fn get_history(
     responses(
         (status = 200, description = "Restored", body = ChangeResult),
         (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such document", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Unknown or compacted version", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        NoSuchDocument,
+        UnknownVersion,
+        JsonBodyRefused,
+        DatabaseUnavailable,
     )
 )]
 async fn post_restore(
@@ -911,9 +911,9 @@ async fn post_restore(
     params(("id" = String, Path, description = "Document id", pattern = "^[A-Za-z0-9._-]{1,128}$"), SearchParams),
     responses(
         (status = 200, description = "Matches, left to right, not overlapping", body = SearchResults),
-        (status = 400, description = "Invalid parameters", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such document", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Unavailable", body = Problem, content_type = "application/problem+json"),
+        InvalidParameters,
+        NoSuchDocument,
+        Unavailable,
     )
 )]
 async fn search(
@@ -963,9 +963,9 @@ async fn search(
     params(("id" = String, Path, description = "Document id", pattern = "^[A-Za-z0-9._-]{1,128}$"), CompleteParams),
     responses(
         (status = 200, description = "Completions", body = Completions),
-        (status = 400, description = "Invalid parameters", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such document", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Unavailable", body = Problem, content_type = "application/problem+json"),
+        InvalidParameters,
+        NoSuchDocument,
+        Unavailable,
     )
 )]
 async fn complete(
@@ -1001,8 +1001,8 @@ async fn complete(
     responses(
         (status = 200, description = "The document state", content(("application/octet-stream")),
             headers(("ETag" = String, description = "The version, quoted"))),
-        (status = 404, description = "No such document", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Unavailable", body = Problem, content_type = "application/problem+json"),
+        NoSuchDocument,
+        Unavailable,
     )
 )]
 async fn get_update(
@@ -1034,10 +1034,10 @@ async fn get_update(
     responses(
         (status = 200, description = "Applied (the version is unchanged if it held nothing new)", body = ChangeResult),
         (status = 400, description = "Not a valid update", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such document", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        NoSuchDocument,
+        BodyTooLarge,
         (status = 415, description = "Not application/octet-stream", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Unavailable", body = Problem, content_type = "application/problem+json"),
+        Unavailable,
     )
 )]
 async fn post_update(
@@ -1117,10 +1117,9 @@ struct TokenInfo {
         (status = 201, description = "Minted", body = TokenInfo),
         (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No, invalid or expired token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin token", body = Problem, content_type = "application/problem+json"),
+        NotAdmin,
         (status = 404, description = "Access control is off (no --auth-secret): there is nothing to mint", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        JsonBodyRefused,
     )
 )]
 async fn mint_token(
@@ -1204,10 +1203,9 @@ struct Revoked {
         (status = 200, description = "Revoked", body = Revoked),
         (status = 400, description = "Invalid body, neither `token` nor `jti`, a token not signed by this server, or one without an id", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No, invalid, expired or revoked token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin token", body = Problem, content_type = "application/problem+json"),
+        NotAdmin,
         (status = 404, description = "Access control is off (no --auth-secret): there is nothing to revoke", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        JsonBodyRefused,
         (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]

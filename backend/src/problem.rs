@@ -14,6 +14,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::collections::BTreeMap;
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 
 pub const CONTENT_TYPE_PROBLEM: &str = "application/problem+json";
 
@@ -173,6 +175,59 @@ fn query_problem(rejection: QueryRejection) -> Problem {
         "Invalid query parameters",
         rejection.body_text(),
     )
+}
+
+/// Builds OpenAPI responses of `application/problem+json` bodies for `(status, description)`
+/// pairs: what the `problem_responses!` sets below are made of.
+fn problem_bodies(
+    list: &[(u16, &str)],
+) -> BTreeMap<String, RefOr<utoipa::openapi::response::Response>> {
+    list.iter()
+        .map(|&(status, description)| {
+            let content = ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build();
+            let response = ResponseBuilder::new()
+                .description(description)
+                .content(CONTENT_TYPE_PROBLEM, content)
+                .build();
+            (status.to_string(), RefOr::T(response))
+        })
+        .collect()
+}
+
+/// Declares named sets of problem responses for `#[utoipa::path(responses(...))]`, so the
+/// answers many endpoints share are written once.
+macro_rules! problem_responses {
+    ($($(#[$doc:meta])* $name:ident = [$(($status:literal, $description:literal)),+ $(,)?];)*) => {$(
+        $(#[$doc])*
+        pub struct $name;
+
+        impl utoipa::IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::response::Response>> {
+                problem_bodies(&[$(($status, $description)),+])
+            }
+        }
+    )*};
+}
+
+problem_responses! {
+    /// 404: the document does not exist.
+    NoSuchDocument = [(404, "No such document")];
+    /// 503: the database does not answer.
+    DatabaseUnavailable = [(503, "Database unavailable")];
+    /// 503: the database, or the document's loading, is unavailable.
+    Unavailable = [(503, "Unavailable")];
+    /// 400: a query parameter is malformed or out of range.
+    InvalidParameters = [(400, "Invalid parameters")];
+    /// 409: `version` names a version that never was, or one compacted away.
+    UnknownVersion = [(409, "Unknown or compacted version")];
+    /// 413: the body is over `--max-body-bytes`.
+    BodyTooLarge = [(413, "Body too large")];
+    /// 413 and 415: what any endpoint taking a JSON body may answer besides its own 400.
+    JsonBodyRefused = [(413, "Body too large"), (415, "Not JSON")];
+    /// 403: the endpoint needs an admin token.
+    NotAdmin = [(403, "Not an admin token")];
 }
 
 pub fn body_too_large() -> Problem {
