@@ -96,8 +96,8 @@ pub struct Config {
     #[arg(long, env = "QUIRE_MESSAGE_BURST", default_value_t = 2000)]
     pub message_burst: u32,
 
-    /// Documents held in memory at once (0: no limit); opening one more is refused (503 for
-    /// REST and before a WebSocket upgrade) until idle ones unload.
+    /// Documents held in memory at once (0: no limit); opening one more unloads the one idle
+    /// longest, or is refused (503 for REST and before a WebSocket upgrade) when all are in use.
     #[arg(long, env = "QUIRE_MAX_DOCUMENTS", default_value_t = 10_000)]
     pub max_documents: usize,
 

@@ -17,7 +17,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -88,6 +88,8 @@ pub enum Command {
     /// A REST request; its reply is sent after the round's commit, so nothing a REST client
     /// reads or is told it wrote can be lost.
     Api(ApiRequest),
+    /// `--max-documents` are open and another is wanted: unload now if still idle.
+    Evict,
 }
 
 /// The answer to an [`ApiRequest`].
@@ -240,6 +242,10 @@ pub(crate) struct Actor {
     /// the store (which holds only good updates) after the round's commit.
     needs_rebuild: bool,
     idle_since: Option<Instant>,
+    /// Shared with [`Documents`]: when this document became idle (0: busy), after each round.
+    idle_mark: Arc<AtomicU64>,
+    /// Asked to unload now (`Command::Evict`) to make room for another document.
+    evict: bool,
     /// Approximate size of the encoded document: its state when loaded plus every update
     /// recorded since (an over-estimate: deletes and overlaps shrink the real state).
     approx_bytes: u64,
@@ -255,6 +261,7 @@ impl Actor {
         ctx: Arc<Context>,
         documents: Weak<Documents>,
         rx: mpsc::Receiver<Command>,
+        idle_mark: Arc<AtomicU64>,
     ) -> Actor {
         Actor {
             id,
@@ -279,6 +286,8 @@ impl Actor {
             compaction: None,
             needs_rebuild: false,
             idle_since: Some(Instant::now()),
+            idle_mark,
+            evict: false,
             approx_bytes: 0,
             round_started: Instant::now(),
         }
@@ -327,14 +336,19 @@ impl Actor {
                     if self.finish_delete().await {
                         return;
                     }
+                    if std::mem::take(&mut self.evict) && self.try_unload(true).await {
+                        return;
+                    }
+                    self.publish_idle();
                 }
                 _ = tick.tick() => {
                     self.expire_awareness();
                     self.finish_round().await;
                     self.record_length().await;
-                    if self.try_unload().await {
+                    if self.try_unload(false).await {
                         return;
                     }
+                    self.publish_idle();
                 }
             }
         }
@@ -423,6 +437,7 @@ impl Actor {
                 let _ = ack.send(Ok(()));
             }
             Command::Leave { conn } => self.remove_conn(conn),
+            Command::Evict => self.evict = true,
             Command::Api(request) => {
                 if self.conns.is_empty() {
                     // REST use keeps a document loaded like a connection does.
@@ -1054,12 +1069,23 @@ impl Actor {
             .encode_diff_v1(&StateVector::default())
     }
 
-    /// Unloads the document when it has had no connection for the idle timeout and everything
-    /// is durable. Returns true when the actor should stop.
-    async fn try_unload(&mut self) -> bool {
+    /// Tells [`Documents`] whether this document could unload now, and since when.
+    fn publish_idle(&self) {
+        let mark = match self.idle_since {
+            Some(since) if self.conns.is_empty() && self.uncommitted.is_empty() => {
+                crate::documents::idle_mark(since)
+            }
+            _ => 0,
+        };
+        self.idle_mark.store(mark, Ordering::Relaxed);
+    }
+
+    /// Unloads the document when it has had no connection for the idle timeout (or at once if
+    /// `now`, to make room) and everything is durable. Returns true when the actor should stop.
+    async fn try_unload(&mut self, now: bool) -> bool {
         let idle = self
             .idle_since
-            .is_some_and(|t| t.elapsed() >= self.ctx.config.idle_unload());
+            .is_some_and(|t| now || t.elapsed() >= self.ctx.config.idle_unload());
         if !idle || !self.conns.is_empty() || !self.uncommitted.is_empty() {
             return false;
         }

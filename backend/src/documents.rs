@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -14,9 +15,37 @@ use crate::server::Context;
 /// Commands queued for one document before senders wait (back-pressure on the sockets).
 const INBOX: usize = 1024;
 
-/// Document id → (actor generation, actor inbox). The generation tells a stopped actor's entry
-/// from its successor's.
-type OpenMap = HashMap<Arc<str>, (u64, mpsc::Sender<Command>)>;
+/// How long a request for a new document waits for an idle one to unload and make room when
+/// `--max-documents` are open.
+const ROOM_WAIT: Duration = Duration::from_secs(2);
+
+/// One open document: its actor's generation (telling a stopped actor's entry from its
+/// successor's), inbox, and idle mark.
+struct Entry {
+    generation: u64,
+    inbox: mpsc::Sender<Command>,
+    /// Written by the actor after every round: 0 while it has connections or uncommitted
+    /// updates, else when it became idle ([`idle_mark`]): what `--max-documents` evicts first.
+    idle: Arc<AtomicU64>,
+}
+
+type OpenMap = HashMap<Arc<str>, Entry>;
+
+/// An idle mark for a document idle since `since`: milliseconds since the process's first
+/// mark, plus one so that 0 stays "busy".
+pub(crate) fn idle_mark(since: Instant) -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(|| Instant::now() - Duration::from_secs(1));
+    since.saturating_duration_since(epoch).as_millis() as u64 + 1
+}
+
+/// Why no actor inbox was handed out.
+enum NoRoom {
+    /// `--max-documents` are open and an idle one was asked to unload: retry shortly.
+    Evicting,
+    /// Full of documents in use: the refusal to give.
+    Full(String),
+}
 
 pub struct Documents {
     ctx: Arc<Context>,
@@ -51,23 +80,35 @@ impl Documents {
 
     /// The inbox of `id`'s actor, starting the actor if the document is not open; a new actor
     /// creates the document in the store if `create` is set.
-    fn inbox(
+    /// At `--max-documents`, the one idle longest asks to unload (so opening one more does not
+    /// have to wait for the idle timeout); `NoRoom::Full` when none is idle.
+    fn inbox_now(
         self: &Arc<Self>,
         id: &str,
         create: bool,
-    ) -> Result<(u64, mpsc::Sender<Command>), String> {
+    ) -> Result<(u64, mpsc::Sender<Command>), NoRoom> {
         let mut open = self.lock();
         if let Some(entry) = open.get(id) {
-            return Ok(entry.clone());
+            return Ok((entry.generation, entry.inbox.clone()));
         }
         let max = self.ctx.config.max_documents;
         if max > 0 && open.len() >= max {
-            crate::metrics::get().limit_hit(crate::metrics::Limit::Documents);
-            return Err(too_many(max));
+            let idlest = open
+                .values()
+                .map(|e| (e.idle.load(Ordering::Relaxed), e))
+                .filter(|(mark, _)| *mark > 0)
+                .min_by_key(|(mark, _)| *mark);
+            if let Some((_, entry)) = idlest {
+                // Full inbox: it is not idle after all, and its next round says so.
+                let _ = entry.inbox.try_send(Command::Evict);
+                return Err(NoRoom::Evicting);
+            }
+            return Err(NoRoom::Full(too_many(max)));
         }
         let (tx, rx) = mpsc::channel(INBOX);
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let id: Arc<str> = id.into();
+        let idle = Arc::new(AtomicU64::new(0));
         let actor = Actor::new(
             id.clone(),
             generation,
@@ -75,16 +116,51 @@ impl Documents {
             self.ctx.clone(),
             Arc::downgrade(self),
             rx,
+            idle.clone(),
         );
         self.ctx.tracker.spawn(actor.run());
-        open.insert(id, (generation, tx.clone()));
+        open.insert(
+            id,
+            Entry {
+                generation,
+                inbox: tx.clone(),
+                idle,
+            },
+        );
         Ok((generation, tx))
     }
 
-    /// True if opening one more document would pass `--max-documents`.
+    /// [`Self::inbox_now`], waiting up to [`ROOM_WAIT`] while idle documents unload to make
+    /// room; the refusal to give when none does.
+    async fn inbox(
+        self: &Arc<Self>,
+        id: &str,
+        create: bool,
+    ) -> Result<(u64, mpsc::Sender<Command>), String> {
+        let deadline = tokio::time::Instant::now() + ROOM_WAIT;
+        loop {
+            match self.inbox_now(id, create) {
+                Ok(found) => return Ok(found),
+                Err(NoRoom::Evicting) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(NoRoom::Evicting) => {
+                    crate::metrics::get().limit_hit(crate::metrics::Limit::Documents);
+                    return Err(too_many(self.ctx.config.max_documents));
+                }
+                Err(NoRoom::Full(why)) => {
+                    crate::metrics::get().limit_hit(crate::metrics::Limit::Documents);
+                    return Err(why);
+                }
+            }
+        }
+    }
+
+    /// True if `--max-documents` are open and none is idle, so one more cannot open.
     pub fn at_capacity(&self) -> bool {
         let max = self.ctx.config.max_documents;
-        max > 0 && self.open_count() >= max
+        let open = self.lock();
+        max > 0 && open.len() >= max && open.values().all(|e| e.idle.load(Ordering::Relaxed) == 0)
     }
 
     /// Attaches a connection to a document, waiting until its stored state has loaded. Returns
@@ -102,6 +178,7 @@ impl Documents {
         }
         let (generation, inbox) = self
             .inbox(id, true)
+            .await
             .map_err(|why| CloseReason::new(close::TRY_AGAIN_LATER, why))?;
         let (ack_tx, ack_rx) = oneshot::channel();
         if inbox
@@ -144,7 +221,7 @@ impl Documents {
             if self.ctx.shutdown.is_cancelled() {
                 break;
             }
-            let (generation, inbox) = self.inbox(id, false).map_err(DocError::Unavailable)?;
+            let (generation, inbox) = self.inbox(id, false).await.map_err(DocError::Unavailable)?;
             let (tx, rx) = oneshot::channel();
             if inbox.send(Command::Api(make(tx))).await.is_err() {
                 self.remove(id, generation);
@@ -169,7 +246,7 @@ impl Documents {
     /// Forgets `id` if it still maps to the actor of `generation`.
     pub(crate) fn remove(&self, id: &str, generation: u64) {
         let mut open = self.lock();
-        if open.get(id).is_some_and(|(g, _)| *g == generation) {
+        if open.get(id).is_some_and(|e| e.generation == generation) {
             open.remove(id);
         }
     }
@@ -186,14 +263,14 @@ impl Documents {
         if !inbox.is_empty() {
             return false;
         }
-        if open.get(id).is_some_and(|(g, _)| *g == generation) {
+        if open.get(id).is_some_and(|e| e.generation == generation) {
             open.remove(id);
         }
         true
     }
 }
 
-/// The refusal when `--max-documents` documents are open.
+/// The refusal when `--max-documents` documents are open and none could unload.
 pub fn too_many(max: usize) -> String {
-    format!("the server holds its limit of {max} open documents (--max-documents); retry when idle documents have unloaded")
+    format!("the server holds its limit of {max} open documents (--max-documents), all in use; retry when one closes, or raise --max-documents")
 }

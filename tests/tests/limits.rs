@@ -160,6 +160,75 @@ async fn documents_in_memory_and_body_size() {
     assert_eq!(server.text("one").await, "one");
 }
 
+/// At `--max-documents`, the document idle longest unloads at once to make room (nothing is
+/// lost: it reloads from the store); only documents in use make the server refuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_documents_make_room() {
+    let server = TestServer::start(StoreKind::Sqlite, &["--max-documents", "2"]).await;
+    // Five documents through REST, two open at most: each request evicts the idlest.
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(server.create_document(&format!("doc {i}")).await);
+    }
+    for round in 0..2 {
+        for (i, id) in ids.iter().enumerate() {
+            let r = server
+                .send_json(
+                    "POST",
+                    &format!("/api/documents/{id}/edits"),
+                    &serde_json::json!({ "edits": [{ "pos": 0, "delete": 0, "insert": "+" }] }),
+                )
+                .await;
+            assert_eq!(r.status, 200, "edit {i} in round {round}: {r:?}");
+        }
+    }
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(server.text(id).await, format!("++doc {i}"));
+    }
+    let metrics = server.get("/metrics").await.body;
+    assert!(metric(&metrics, "quire_documents_open") <= 2.0, "{metrics}");
+    assert_eq!(limit_hits(&server, "documents").await, 0.0);
+
+    // Two documents with live connections are in use: a third is refused, over REST and
+    // WebSocket, with a message saying what to do.
+    let one = Client::connect(&server.ws_url(&ids[0])).await;
+    let two = Client::connect(&server.ws_url(&ids[1])).await;
+    one.wait_for_text("++doc 0", WAIT).await;
+    two.wait_for_text("++doc 1", WAIT).await;
+    let r = server.get(&format!("/api/documents/{}/text", ids[2])).await;
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(r.body.contains("--max-documents"), "{}", r.body);
+    assert_eq!(ws_refusal(&server.ws_url(&ids[3])).await, 503);
+    assert!(limit_hits(&server, "documents").await >= 2.0);
+
+    // One closes: its document becomes idle and makes room, with its edits kept.
+    one.push(" online");
+    poll_until("the edit is stored", WAIT, || async {
+        (server
+            .get(&format!("/api/documents/{}/text", ids[0]))
+            .await
+            .body
+            == "++doc 0 online")
+            .then_some(())
+    })
+    .await;
+    one.close().await;
+    poll_until("a third document opens", WAIT, || async {
+        (server
+            .get(&format!("/api/documents/{}/text", ids[2]))
+            .await
+            .status
+            == 200)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(server.text(&ids[2]).await, "++doc 2");
+    assert_eq!(server.text(&ids[0]).await, "++doc 0 online");
+    two.push("!");
+    let three = Client::connect(&server.ws_url(&ids[1])).await;
+    three.wait_for_text("++doc 1!", WAIT).await;
+}
+
 fn foreign_update(text: &str) -> Vec<u8> {
     let doc = client_doc();
     let t = doc.get_or_insert_text(TEXT_NAME);
