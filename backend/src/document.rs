@@ -199,6 +199,11 @@ struct Conn {
     kick: Option<oneshot::Sender<CloseReason>>,
     /// Awareness client ids this connection announced; removed when it closes.
     clients: HashSet<ClientID>,
+    /// Outbox entries before this index were queued before the connection joined (this
+    /// round): it gets their content through its sync instead. Relayed to it, updates the
+    /// server integrated before it joined would reach it ahead of the sync, out of order, and
+    /// a plain yrs client would echo them back as one composite update.
+    joined_at: usize,
 }
 
 enum Target {
@@ -423,6 +428,7 @@ impl Actor {
                         out,
                         kick: Some(kick),
                         clients: HashSet::new(),
+                        joined_at: self.outbox.len(),
                     },
                 );
                 self.idle_since = None;
@@ -926,8 +932,12 @@ impl Actor {
         while !self.outbox.is_empty() {
             let mut overflowed = Vec::new();
             let mut gone = Vec::new();
-            for (target, frame) in std::mem::take(&mut self.outbox) {
+            for (index, (target, frame)) in std::mem::take(&mut self.outbox).into_iter().enumerate()
+            {
                 for (&id, conn) in &self.conns {
+                    if index < conn.joined_at {
+                        continue;
+                    }
                     let wanted = match target {
                         Target::All => true,
                         Target::AllBut(except) => id != except,
@@ -942,6 +952,9 @@ impl Actor {
                         }
                     }
                 }
+            }
+            for conn in self.conns.values_mut() {
+                conn.joined_at = 0;
             }
             gone.sort_unstable();
             gone.dedup();
