@@ -22,7 +22,10 @@
 //! - if waiting updates are ready only together (each fills another's hole; only bundles such
 //!   as sync replies can do that), the largest such set is merged and applied as one update,
 //!   so nothing waits for ever on updates that are all here (`tests/any_order.rs` checks any
-//!   delivery order against in-order delivery).
+//!   delivery order against in-order delivery);
+//! - that merge runs only when it frees a held bundle, or a held update whose hole a bundle
+//!   fills: single-range updates wait in chains that the state vector unwinds by itself, and
+//!   merging thousands of them on every arrival stalled a document (`tests/holdback_trace.rs`).
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -54,6 +57,8 @@ pub struct Holdback {
     applied: BTreeSet<u64>,
     /// Hashes of the entries' bytes, to know a resend.
     hashes: HashMap<u64, u64>,
+    /// Waiting updates merged and applied together so far (see [`Holdback::merges`]).
+    merges: u64,
 }
 
 struct Entry {
@@ -329,7 +334,7 @@ impl Holdback {
                 return Ok(());
             }
             let together = self.ready_together(&sv);
-            if !together.iter().any(|seq| self.entries[seq].waits.is_some()) {
+            if !self.needs_merge(&together, &sv) {
                 return Ok(());
             }
             let merged = Update::merge_updates(together.iter().map(|seq| {
@@ -347,8 +352,40 @@ impl Holdback {
             // Those pending inside yrs go in again: yrs skips what it has, and now has
             // what they waited for.
             txn.apply_update(merged)?;
+            self.merges += 1;
             sv = txn.state_vector();
         }
+    }
+
+    /// True when merging `together` can free a held entry that waiting alone cannot: one that
+    /// is composite itself, or whose next hole lies inside a composite entry. A held update
+    /// whose hole a single-range update fills (held, or pending inside yrs for another
+    /// client's block) is woken by the state vector once that one integrates; merging for
+    /// it would only move it into yrs' pending set, and re-merge every waiting update on
+    /// each arrival (a client thousands of updates ahead of another stalled a document so).
+    fn needs_merge(&self, together: &[u64], sv: &StateVector) -> bool {
+        let composites: Vec<&Shape> = together
+            .iter()
+            .map(|seq| &self.entries[seq].shape)
+            .filter(|shape| shape.is_composite())
+            .collect();
+        together.iter().any(|seq| {
+            let entry = &self.entries[seq];
+            let Some((client, clock)) = entry.waits else {
+                return false;
+            };
+            // Its hole: from what is integrated up to the clock it waits for.
+            let hole = sv.get(&client)..clock;
+            entry.shape.is_composite()
+                || composites.iter().any(|shape| {
+                    shape.inserts.iter().any(|(c, ranges)| {
+                        *c == client
+                            && ranges
+                                .iter()
+                                .any(|r| r.start < hole.end && r.end > hole.start)
+                    })
+                })
+        })
     }
 
     /// The largest set of unsettled updates (held, or pending inside yrs) whose blocks, all
@@ -442,6 +479,12 @@ impl Holdback {
         } else {
             separate()
         }
+    }
+
+    /// How many times waiting updates were merged and applied together: the costly
+    /// fallback, meant for the rare bundles that wait on each other.
+    pub fn merges(&self) -> u64 {
+        self.merges
     }
 
     /// True when everything received is integrated.

@@ -81,3 +81,42 @@ fn clownschool_out_of_order_reaches_end_content() {
     );
     assert_eq!(text(&peer_doc), updates.end_content);
 }
+
+/// One client far ahead of another while a bundle waits: agent 1's updates wait (in yrs, or
+/// held behind their own pending predecessors) for agent 0's, which come last. Only bundles
+/// need the merge fallback, so it must not run per arrival: before that was so, a plain
+/// client's echo (a bundle) made the server re-merge thousands of waiting updates on every
+/// update and stall (tests/out_of_order.rs, 1 run in ~10).
+#[test]
+fn a_waiting_bundle_does_not_make_every_arrival_merge() {
+    let updates = load_trace_updates(trace_path("concurrent/clownschool.json.gz")).unwrap();
+    let by_agent = updates.by_agent();
+    let server = doc();
+    let mut hb = Holdback::default();
+    for bytes in &by_agent[2] {
+        feed(&server, &mut hb, bytes);
+    }
+    // A bundle with a hole: two of agent 2's updates far apart, as a peer that got both
+    // (and neither's predecessors) sends them back in its sync reply.
+    let bundle = Update::merge_updates([
+        Update::decode_v1(by_agent[2][100]).unwrap(),
+        Update::decode_v1(by_agent[2][5000]).unwrap(),
+    ]);
+    let bundle = yrs::updates::encoder::Encode::encode_v1(&bundle);
+    feed(&server, &mut hb, &bundle);
+    assert!(
+        hb.unsettled().count() > by_agent[2].len() / 2,
+        "agent 2's updates wait for the others"
+    );
+    for (n, bytes) in by_agent[1].iter().chain(&by_agent[0]).enumerate() {
+        feed(&server, &mut hb, bytes);
+        assert!(
+            hb.merges() <= 10,
+            "{} merges of waiting updates after {} arrivals",
+            hb.merges(),
+            n + 1
+        );
+    }
+    assert_eq!(text(&server), updates.end_content);
+    assert!(hb.is_empty(), "left waiting: {} updates", hb.held());
+}
