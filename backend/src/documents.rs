@@ -35,7 +35,8 @@ type OpenMap = HashMap<Arc<str>, Entry>;
 /// mark, plus one so that 0 stays "busy".
 pub(crate) fn idle_mark(since: Instant) -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let epoch = *EPOCH.get_or_init(|| Instant::now() - Duration::from_secs(1));
+    // `since` before the first mark saturates to 1: still idle, and idlest.
+    let epoch = *EPOCH.get_or_init(Instant::now);
     since.saturating_duration_since(epoch).as_millis() as u64 + 1
 }
 
