@@ -605,6 +605,11 @@ async fn errors_are_problem_details(kind: StoreKind) {
     let id = server.create_document("abc").await;
     let edits_path = format!("/api/documents/{id}/edits");
     let json_ct = [("Content-Type", "application/json")];
+    // No body at all is `{}` (`curl -X POST …/api/documents`), unlike whitespace (below).
+    let r = server
+        .request("POST", "/api/documents", &json_ct, b"")
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
 
     let cases: Vec<(&str, quire_tests::http::Response, u16, &str, &str)> = vec![
         (
@@ -673,6 +678,15 @@ async fn errors_are_problem_details(kind: StoreKind) {
             "JSON syntax",
             server
                 .request("POST", &edits_path, &json_ct, b"{\"edits\": [")
+                .await,
+            400,
+            "invalid-json",
+            "",
+        ),
+        (
+            "a body of only whitespace is not JSON, and not \"no body\"",
+            server
+                .request("POST", "/api/documents", &json_ct, b" \n")
                 .await,
             400,
             "invalid-json",
