@@ -71,9 +71,19 @@ pub async fn replay_concurrent(
     let has: Arc<Vec<Mutex<HashSet<usize>>>> =
         Arc::new((0..agents).map(|_| Mutex::new(empty.clone())).collect());
     let wake: Arc<Vec<Notify>> = Arc::new((0..agents).map(|_| Notify::new()).collect());
-    // For a timeout's report: what each agent waits for, and whether its socket closed.
+    // For a timeout's report: what each agent's writer waits for, and how its socket ended.
     let waiting: Arc<Vec<Mutex<String>>> =
         Arc::new((0..agents).map(|_| Mutex::new(String::new())).collect());
+    let ended: Arc<Vec<Mutex<String>>> =
+        Arc::new((0..agents).map(|_| Mutex::new(String::new())).collect());
+    let report = |waiting: &[Mutex<String>], ended: &[Mutex<String>]| -> String {
+        waiting
+            .iter()
+            .zip(ended)
+            .map(|(w, e)| format!("{} {}", w.lock().unwrap(), e.lock().unwrap()))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
     let url = format!("ws://{http_addr}/ws/{doc}");
     let mut tasks = Vec::new();
     // Nobody types before every agent has its (empty) initial sync: the server's sync reply
@@ -101,13 +111,13 @@ pub async fn replay_concurrent(
         });
         {
             let (index, has, wake, tx) = (index.clone(), has.clone(), wake.clone(), tx.clone());
-            let waiting = waiting.clone();
+            let ended = ended.clone();
             let (synced_tx, synced_rx) = tokio::sync::oneshot::channel::<()>();
             synced.push(synced_rx);
             let mut synced_tx = Some(synced_tx);
             tokio::spawn(async move {
                 let mut unknown = 0usize;
-                let ended = loop {
+                let why = loop {
                     let msg = match stream.next().await {
                         Some(Ok(msg)) => msg,
                         Some(Err(e)) => break format!("socket error: {e}"),
@@ -140,8 +150,8 @@ pub async fn replay_concurrent(
                         }
                     }
                 };
-                let mut w = waiting[agent].lock().unwrap();
-                *w = format!("{w}; {ended} ({unknown} updates received that are no trace txn)");
+                *ended[agent].lock().unwrap() =
+                    format!("({why}; {unknown} updates received that are no trace txn)");
             });
         }
         let mine: Vec<(usize, Vec<usize>, Vec<u8>)> = updates
@@ -207,11 +217,9 @@ pub async fn replay_concurrent(
             Ok(Ok(Err(e))) => return Err(e),
             Ok(Err(e)) => return Err(format!("agent task failed: {e}")),
             Err(_) => {
-                let report: Vec<String> =
-                    waiting.iter().map(|w| w.lock().unwrap().clone()).collect();
                 return Err(format!(
                     "replay did not finish within {timeout:?}: {}",
-                    report.join(" | ")
+                    report(&waiting, &ended)
                 ));
             }
         }
@@ -230,10 +238,9 @@ pub async fn replay_concurrent(
                     (0..txns).filter(|t| !h.contains(t)).take(10).collect()
                 })
                 .collect();
-            let report: Vec<String> = waiting.iter().map(|w| w.lock().unwrap().clone()).collect();
             return Err(format!(
                 "after {timeout:?} agents still lack (first 10 each) {missing:?}: {}",
-                report.join(" | ")
+                report(&waiting, &ended)
             ));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
