@@ -55,15 +55,22 @@ pub fn server_binary() -> PathBuf {
 }
 
 /// The target directory and profile of the running test executable, found from its own path
-/// (`<target>[/<triple>]/<profile>/deps/<test>`; the target root holds CACHEDIR.TAG), so a
+/// (`<target>[/<triple>]/<profile>/deps/<test>`, or `<profile>/<bin>` for a binary such as
+/// `replay-concurrent`; the target root holds CACHEDIR.TAG), so a
 /// shared target dir, `CARGO_TARGET_DIR` and `--target-dir` all work; `CARGO_TARGET_DIR` is the
 /// fallback when the executable is not under a target dir.
 fn target_dir_and_profile() -> (Option<PathBuf>, String) {
     let exe = std::env::current_exe().ok();
     let profile_dir = exe
         .as_deref()
-        .and_then(Path::parent) // deps
-        .and_then(Path::parent); // <profile>
+        .and_then(Path::parent) // deps, or <profile> for a binary
+        .and_then(|p| {
+            if p.file_name().is_some_and(|n| n == "deps") {
+                p.parent()
+            } else {
+                Some(p)
+            }
+        });
     let profile = profile_dir
         .and_then(|p| p.file_name())
         .map_or("debug".to_string(), |n| n.to_string_lossy().into_owned());
