@@ -118,19 +118,50 @@ impl IntoResponse for Problem {
     }
 }
 
-/// `axum::Json` whose rejections are problems: syntax and data errors are 400 (naming the
-/// field and place), a missing `Content-Type: application/json` is 415, an over-long body 413.
+/// `axum::Json` of a JSON object whose rejections are problems: syntax and data errors are 400
+/// (naming the field and place), a missing `Content-Type: application/json` is 415, an over-long
+/// body 413.
+///
+/// The body must be an object: serde's derived structs also take an array of their fields in
+/// order, so without this check `[null]` renamed a document and `[]` minted a token.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
-        match axum::Json::<T>::from_request(req, state).await {
+        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(req, state)
+            .await
+            .map_err(json_problem)?;
+        if !value.is_object() {
+            return Err(not_an_object(&value));
+        }
+        // Decoded again from bytes so data errors name the field's path as axum's do.
+        let bytes = serde_json::to_vec(&value)
+            .map_err(|e| Problem::generic(StatusCode::BAD_REQUEST, e.to_string()))?;
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(rejection) => Err(json_problem(rejection)),
         }
     }
+}
+
+/// The 400 for a JSON body that is valid JSON but not an object.
+pub fn not_an_object(value: &serde_json::Value) -> Problem {
+    let kind = match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    };
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        "invalid-json",
+        "Invalid JSON body",
+        format!("the body must be a JSON object, not {kind}"),
+    )
 }
 
 fn json_problem(rejection: JsonRejection) -> Problem {

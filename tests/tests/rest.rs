@@ -24,6 +24,7 @@ both_stores!(search_and_complete_after_live_edits, 90);
 both_stores!(delete_closes_sockets_and_404s_after, 60);
 both_stores!(update_export_and_import, 60);
 both_stores!(errors_are_problem_details, 60);
+both_stores!(bodies_that_are_not_objects_are_refused, 60);
 
 async fn edits(server: &TestServer, id: &str, body: Value) -> Value {
     let r = server
@@ -831,4 +832,96 @@ async fn errors_are_problem_details(kind: StoreKind) {
         .as_str()
         .unwrap()
         .starts_with("3.1"));
+}
+
+/// Every JSON endpoint wants an object: an array, number, string, boolean (or, except for
+/// `POST /api/documents`, where `null` means "no body", a `null`) is a 400 problem and changes
+/// nothing. serde's derived structs also accept a JSON array of their fields in order, so
+/// `[null]` once renamed a document (schemathesis ST201 on `PATCH /api/documents/{id}`) and `[]`
+/// minted a token.
+async fn bodies_that_are_not_objects_are_refused(kind: StoreKind) {
+    const SECRET: &str = "test-secret-0123456789";
+    let server = TestServer::start(kind, &["--auth-secret", SECRET]).await;
+    let bearer = format!("Bearer {SECRET}");
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Authorization", bearer.as_str()),
+    ];
+    let r = server
+        .request("POST", "/api/documents", &headers, br#"{"name": "kept"}"#)
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let r = server
+        .request(
+            "POST",
+            &format!("/api/documents/{id}/edits"),
+            &headers,
+            br#"{"edits": [{"pos": 0, "insert": "abc"}]}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let documents_before = server
+        .request("GET", "/api/documents", &headers[1..], b"")
+        .await
+        .json()["documents"]
+        .as_array()
+        .unwrap()
+        .len();
+
+    let doc = format!("/api/documents/{id}");
+    let endpoints: [(&str, String); 6] = [
+        ("POST", "/api/documents".into()),
+        ("PATCH", doc.clone()),
+        ("POST", format!("{doc}/edits")),
+        ("POST", format!("{doc}/restore")),
+        ("POST", "/api/tokens".into()),
+        ("POST", "/api/tokens/revoke".into()),
+    ];
+    for (method, path) in &endpoints {
+        let mut bodies: Vec<&[u8]> = vec![
+            b"[null]",
+            b"[]",
+            br#"["x"]"#,
+            b"[0]",
+            b"1",
+            b"-2.5",
+            br#""x""#,
+            b"true",
+        ];
+        if path != "/api/documents" {
+            bodies.push(b"null");
+        }
+        for body in bodies {
+            let r = server.request(method, path, &headers, body).await;
+            let what = format!("{method} {path} {}", String::from_utf8_lossy(body));
+            assert_eq!(r.status, 400, "{what}: {r:?}");
+            assert_eq!(
+                r.header("content-type"),
+                Some("application/problem+json"),
+                "{what}"
+            );
+            assert_eq!(
+                r.json()["type"],
+                "urn:quire:problem:invalid-json",
+                "{what}: {r:?}"
+            );
+        }
+    }
+    // Nothing changed: the name, the text, the version, the number of documents.
+    let meta = server.request("GET", &doc, &headers[1..], b"").await.json();
+    assert_eq!(meta["name"], "kept", "{meta}");
+    assert_eq!(meta["version"], 1, "{meta}");
+    let text = server
+        .request("GET", &format!("{doc}/text"), &headers[1..], b"")
+        .await;
+    assert_eq!(text.body, "abc");
+    let documents_after = server
+        .request("GET", "/api/documents", &headers[1..], b"")
+        .await
+        .json()["documents"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(documents_after, documents_before);
 }
