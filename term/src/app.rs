@@ -20,6 +20,8 @@ use editor_core::trie::WordIndex;
 use editor_core::undo::{Edit, History};
 use editor_core::{GapBuffer, PosError, TextBuffer};
 
+use crate::caret::Caret;
+use crate::clipboard::Clipboard;
 use crate::complete::Popup;
 use crate::file::{self, Format, Stamp};
 use crate::keymap::{self, Action, Motion};
@@ -27,6 +29,7 @@ use crate::layout;
 use crate::live::{Change, Conn, Session, User};
 use crate::net::NetEvent;
 use crate::search::{Field, SearchBar};
+use crate::viewport::Viewport;
 
 /// Files up to this size get their word index built before the editor opens; bigger ones in
 /// the background (completion says so until it is ready).
@@ -133,25 +136,14 @@ pub enum Level {
 pub struct App {
     pub buf: GapBuffer,
     pub words: Words,
-    pub cursor: usize,
-    /// The other end of the selection, when there is one.
-    pub anchor: Option<usize>,
-    /// The display column vertical moves aim for.
-    goal_col: Option<usize>,
-    /// First line and first display column on screen.
-    pub top: usize,
-    pub left: usize,
-    /// Size of the text area at the last draw.
-    pub text_rows: usize,
-    pub text_cols: usize,
+    pub(crate) caret: Caret,
+    viewport: Viewport,
     pub settings: Settings,
     pub doc: Doc,
     pub(crate) history: History,
     /// Changed since the last save (local files).
     pub modified: bool,
-    clipboard: String,
-    /// The clipboard holds whole lines (copied without a selection).
-    clipboard_lines: bool,
+    clipboard: Clipboard,
     pub mode: Mode,
     pub popup: Option<Popup>,
     pub message: Option<(String, Level, Instant)>,
@@ -180,19 +172,13 @@ impl App {
         App {
             buf,
             words,
-            cursor: 0,
-            anchor: None,
-            goal_col: None,
-            top: 0,
-            left: 0,
-            text_rows: 20,
-            text_cols: 80,
+            caret: Caret::default(),
+            viewport: Viewport::default(),
             settings,
             doc,
             history: History::new(),
             modified: false,
-            clipboard: String::new(),
-            clipboard_lines: false,
+            clipboard: Clipboard::default(),
             mode: Mode::Edit,
             popup: None,
             message: None,
@@ -297,10 +283,29 @@ impl App {
         }
     }
 
+    /// The cursor and the selection.
+    pub fn caret(&self) -> &Caret {
+        &self.caret
+    }
+
+    /// Where the cursor is (a char index).
+    pub fn cursor(&self) -> usize {
+        self.caret.pos()
+    }
+
+    /// Puts the cursor at `pos` (clamped to the text), with no selection.
+    pub fn set_cursor(&mut self, pos: usize) {
+        self.caret.jump_to(pos.min(self.buf.len_chars()));
+    }
+
+    /// The part of the text on screen.
+    pub fn viewport(&self) -> &Viewport {
+        &self.viewport
+    }
+
     /// The selected chars, when the selection is not empty.
     pub fn selection(&self) -> Option<Range<usize>> {
-        let a = self.anchor?;
-        (a != self.cursor).then(|| a.min(self.cursor)..a.max(self.cursor))
+        self.caret.selection()
     }
 
     // ----- changing the text -----
@@ -343,8 +348,7 @@ impl App {
         }
         let n = text.chars().count();
         let map = |p| map_pos(p, &range, n);
-        self.cursor = map(self.cursor);
-        self.anchor = self.anchor.map(map);
+        self.caret.map(map);
         if let Mode::Search(bar) = &mut self.mode {
             bar.text_changed(map);
         }
@@ -370,20 +374,17 @@ impl App {
 
     /// Types `text` over the selection or at the cursor.
     pub(crate) fn type_text(&mut self, text: &str) {
-        let range = self.selection().unwrap_or(self.cursor..self.cursor);
+        let cursor = self.caret.pos();
+        let range = self.selection().unwrap_or(cursor..cursor);
         if self.edit(range.clone(), text, true) {
-            self.cursor = range.start + text.chars().count();
-            self.anchor = None;
-            self.goal_col = None;
+            self.caret.place(range.start + text.chars().count());
         }
     }
 
     fn delete_range(&mut self, range: Range<usize>) -> bool {
         let done = self.edit(range.clone(), "", true);
         if done {
-            self.cursor = range.start;
-            self.anchor = None;
-            self.goal_col = None;
+            self.caret.place(range.start);
         }
         done
     }
@@ -526,11 +527,8 @@ impl App {
 
     /// Tells collaborators where the cursor is, if it moved.
     pub fn publish_cursor(&mut self) {
-        let key = (
-            self.anchor.unwrap_or(self.cursor),
-            self.cursor,
-            self.version,
-        );
+        let cursor = self.caret.pos();
+        let key = (self.caret.anchor().unwrap_or(cursor), cursor, self.version);
         if self.published == Some(key) {
             return;
         }
@@ -609,8 +607,9 @@ impl App {
             Action::Move { motion, select } => self.move_cursor(motion, select),
             Action::Insert(c) => self.type_text(c.encode_utf8(&mut [0; 4])),
             Action::Newline => {
-                let (_, line) = layout::line_of(&self.buf, self.cursor);
-                let upto = self.cursor.min(line.start + layout::WINDOW);
+                let cursor = self.caret.pos();
+                let (_, line) = layout::line_of(&self.buf, cursor);
+                let upto = cursor.min(line.start + layout::WINDOW);
                 let head = self.buf.slice(line.start..upto).unwrap_or_default();
                 let indent: String = head
                     .chars()
@@ -627,9 +626,10 @@ impl App {
                 Some(r) => {
                     self.delete_range(r);
                 }
-                None if self.cursor > 0 => {
-                    let from = layout::prev_boundary(&self.buf, self.cursor);
-                    self.delete_range(from..self.cursor);
+                None if self.caret.pos() > 0 => {
+                    let cursor = self.caret.pos();
+                    let from = layout::prev_boundary(&self.buf, cursor);
+                    self.delete_range(from..cursor);
                 }
                 None => {}
             },
@@ -637,16 +637,14 @@ impl App {
                 Some(r) => {
                     self.delete_range(r);
                 }
-                None if self.cursor < self.buf.len_chars() => {
-                    let to = layout::next_boundary(&self.buf, self.cursor);
-                    self.delete_range(self.cursor..to);
+                None if self.caret.pos() < self.buf.len_chars() => {
+                    let cursor = self.caret.pos();
+                    let to = layout::next_boundary(&self.buf, cursor);
+                    self.delete_range(cursor..to);
                 }
                 None => {}
             },
-            Action::SelectAll => {
-                self.anchor = Some(0);
-                self.cursor = self.buf.len_chars();
-            }
+            Action::SelectAll => self.caret.select(0, self.buf.len_chars()),
             Action::Copy => self.copy(false),
             Action::Cut => self.copy(true),
             Action::Paste => self.paste(),
@@ -660,7 +658,7 @@ impl App {
             Action::Save => self.save(false),
             Action::Quit => self.ask_quit(),
             Action::Escape => {
-                self.anchor = None;
+                self.caret.clear_selection();
                 self.popup = None;
             }
         }
@@ -674,24 +672,24 @@ impl App {
     }
 
     fn move_cursor(&mut self, motion: Motion, select: bool) {
-        let from = self.cursor;
+        let from = self.caret.pos();
         if select {
-            self.anchor.get_or_insert(from);
+            self.caret.start_selection();
         } else if let Some(sel) = self.selection() {
-            self.anchor = None;
+            self.caret.clear_selection();
             match motion {
                 Motion::Left => {
-                    self.cursor = sel.start;
+                    self.caret.set_pos(sel.start);
                     return;
                 }
                 Motion::Right => {
-                    self.cursor = sel.end;
+                    self.caret.set_pos(sel.end);
                     return;
                 }
                 _ => {}
             }
         } else {
-            self.anchor = None;
+            self.caret.clear_selection();
         }
         let buf = &self.buf;
         let tab = self.settings.tab_width;
@@ -700,16 +698,14 @@ impl App {
             Motion::Up | Motion::Down | Motion::PageUp | Motion::PageDown
         );
         let goal = if vertical {
-            *self
-                .goal_col
-                .get_or_insert_with(|| layout::col_of(buf, from, tab))
+            self.caret.goal_col(|| layout::col_of(buf, from, tab))
         } else {
             0
         };
         let line = buf.char_to_line(from.min(buf.len_chars())).unwrap_or(0);
         let last = buf.len_lines() - 1;
-        let page = self.text_rows.max(2) - 1;
-        self.cursor = match motion {
+        let page = self.viewport.page();
+        let to = match motion {
             Motion::Left => layout::prev_boundary(buf, from),
             Motion::Right => layout::next_boundary(buf, from),
             Motion::Up if line == 0 => 0,
@@ -717,11 +713,11 @@ impl App {
             Motion::Down if line == last => buf.len_chars(),
             Motion::Down => layout::pos_at_col(buf, line + 1, goal, tab),
             Motion::PageUp => {
-                self.top = self.top.saturating_sub(page);
+                self.viewport.scroll_up(page);
                 layout::pos_at_col(buf, line.saturating_sub(page), goal, tab)
             }
             Motion::PageDown => {
-                self.top = (self.top + page).min(last);
+                self.viewport.scroll_down(page, last);
                 layout::pos_at_col(buf, (line + page).min(last), goal, tab)
             }
             Motion::WordLeft => layout::word_left(buf, from),
@@ -742,25 +738,17 @@ impl App {
             Motion::DocStart => 0,
             Motion::DocEnd => buf.len_chars(),
         };
+        self.caret.set_pos(to);
         if !vertical {
-            self.goal_col = None;
+            self.caret.forget_goal();
         }
     }
 
     fn copy(&mut self, cut: bool) {
-        let (range, lines) = match self.selection() {
-            Some(r) => (r, false),
-            None => {
-                let (line, mut r) = layout::line_of(&self.buf, self.cursor);
-                if line + 1 < self.buf.len_lines() {
-                    r.end += 1;
-                }
-                (r, true)
-            }
-        };
-        self.clipboard = self.buf.slice(range.clone()).unwrap_or_default();
-        self.clipboard_lines = lines;
-        let n = self.clipboard.chars().count();
+        let range = self
+            .clipboard
+            .copy(&self.buf, self.caret.selection(), self.caret.pos());
+        let n = self.clipboard.text().chars().count();
         if cut {
             if self.delete_range(range) {
                 self.info(format!("cut {n} chars"));
@@ -775,12 +763,12 @@ impl App {
             self.info("the clipboard is empty");
             return;
         }
-        let text = self.clipboard.clone();
-        if self.clipboard_lines && self.selection().is_none() {
-            let (_, line) = layout::line_of(&self.buf, self.cursor);
-            let cursor = self.cursor;
+        let text = self.clipboard.text().to_string();
+        if self.clipboard.holds_lines() && self.selection().is_none() {
+            let cursor = self.caret.pos();
+            let (_, line) = layout::line_of(&self.buf, cursor);
             if self.edit(line.start..line.start, &text, true) {
-                self.cursor = cursor + text.chars().count();
+                self.caret.set_pos(cursor + text.chars().count());
             }
         } else {
             self.type_text(&text);
@@ -797,7 +785,7 @@ impl App {
                 l.session.redo()
             };
             if done {
-                self.apply_changes().or(Some(self.cursor))
+                self.apply_changes().or(Some(self.caret.pos()))
             } else {
                 None
             }
@@ -828,8 +816,7 @@ impl App {
         };
         match moved_to {
             Some(pos) => {
-                self.cursor = pos.min(self.buf.len_chars());
-                self.anchor = None;
+                self.caret.jump_to(pos.min(self.buf.len_chars()));
                 self.popup = None;
                 if let Mode::Search(bar) = &mut self.mode {
                     bar.text_changed(|p| p);
@@ -978,25 +965,14 @@ impl App {
 
     /// Scrolls so the cursor is on screen (`rows` × `cols` of text).
     pub fn scroll_to_cursor(&mut self, rows: usize, cols: usize) {
-        self.text_rows = rows.max(1);
-        self.text_cols = cols.max(1);
+        let cursor = self.caret.pos();
         let line = self
             .buf
-            .char_to_line(self.cursor.min(self.buf.len_chars()))
+            .char_to_line(cursor.min(self.buf.len_chars()))
             .unwrap_or(0);
         let last = self.buf.len_lines() - 1;
-        self.top = self.top.min(last);
-        if line < self.top {
-            self.top = line;
-        } else if line >= self.top + self.text_rows {
-            self.top = line + 1 - self.text_rows;
-        }
-        let col = layout::col_of(&self.buf, self.cursor, self.settings.tab_width);
-        if col < self.left {
-            self.left = col;
-        } else if col >= self.left + self.text_cols {
-            self.left = col + 1 - self.text_cols;
-        }
+        let col = layout::col_of(&self.buf, cursor, self.settings.tab_width);
+        self.viewport.follow(rows, cols, line, col, last);
     }
 }
 

@@ -111,7 +111,7 @@ impl App {
     /// The completion popup for the word before the cursor, if anything completes it.
     pub(crate) fn completions(&self) -> Option<Popup> {
         match &self.words {
-            Words::Ready(index) => open(&self.buf, index, self.cursor),
+            Words::Ready(index) => open(&self.buf, index, self.caret.pos()),
             Words::Building(_) => None,
         }
     }
@@ -147,8 +147,7 @@ impl App {
         let word = popup.chosen().to_string();
         self.seal();
         if self.edit(popup.word.clone(), &word, true) {
-            self.cursor = popup.word.start + word.chars().count();
-            self.anchor = None;
+            self.caret.jump_to(popup.word.start + word.chars().count());
         }
         self.seal();
     }

@@ -6,6 +6,8 @@
 //! # Layout (one file per concept)
 //! - [`app`]: the editor's state and what each action does; every text change goes through
 //!   [`app::App::edit`].
+//! - [`caret`]: the cursor, selection anchor and goal column; [`viewport`]: what is on screen;
+//!   [`clipboard`]: what was copied.
 //! - [`view`]: drawing a frame (text, gutter, highlights, cursors, status bar, popup).
 //! - [`keymap`]: keys to actions.
 //! - [`layout`]: grapheme clusters, display widths, tabs.
@@ -17,6 +19,8 @@
 //! - [`runner`]: the terminal and the event loop.
 
 pub mod app;
+pub mod caret;
+pub mod clipboard;
 pub mod complete;
 pub mod file;
 pub mod keymap;
@@ -26,3 +30,4 @@ pub mod net;
 pub mod runner;
 pub mod search;
 pub mod view;
+pub mod viewport;

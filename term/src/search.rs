@@ -229,7 +229,7 @@ impl App {
             .and_then(|r| self.buf.slice(r).ok())
             .filter(|s| !s.contains('\n'))
             .unwrap_or_default();
-        let origin = sel.map_or(self.cursor, |r| r.start);
+        let origin = sel.map_or(self.caret.pos(), |r| r.start);
         let mut bar = SearchBar::new(origin, query);
         if !bar.query.is_empty() {
             bar.refresh(&self.buf);
@@ -243,8 +243,7 @@ impl App {
     pub(crate) fn show_match(&mut self) {
         if let Mode::Search(bar) = &self.mode {
             if let Some(m) = &bar.current {
-                self.anchor = Some(m.start);
-                self.cursor = m.end;
+                self.caret.select(m.start, m.end);
             }
         }
     }
@@ -273,10 +272,10 @@ impl App {
                 return;
             }
             FieldKey::Accept | FieldKey::Next => {
-                bar.next(buf, self.cursor);
+                bar.next(buf, self.caret.pos());
             }
             FieldKey::Prev => {
-                bar.prev(buf, self.cursor);
+                bar.prev(buf, self.caret.pos());
             }
             FieldKey::SwitchField => {
                 if bar.replacement.is_some() {
@@ -306,7 +305,7 @@ impl App {
         }
         if let Mode::Search(bar) = &self.mode {
             if bar.current.is_none() && !bar.query.is_empty() {
-                self.anchor = None;
+                self.caret.clear_selection();
             }
         }
         self.show_match();
@@ -319,7 +318,7 @@ impl App {
         let replacement = bar.replacement.clone().unwrap_or_default();
         let Some(m) = bar.current_valid(&self.buf) else {
             if let Mode::Search(bar) = &mut self.mode {
-                bar.next(&self.buf, self.cursor);
+                bar.next(&self.buf, self.caret.pos());
             }
             self.show_match();
             return;
@@ -327,8 +326,7 @@ impl App {
         self.seal();
         if self.edit(m.clone(), &replacement, true) {
             let end = m.start + replacement.chars().count();
-            self.cursor = end;
-            self.anchor = None;
+            self.caret.jump_to(end);
             if let Mode::Search(bar) = &mut self.mode {
                 bar.current = None;
                 if bar.next(&self.buf, end).is_none() {
@@ -380,8 +378,8 @@ impl App {
         match result {
             Ok(0) => self.info("no matches"),
             Ok(n) => {
-                self.cursor = self.cursor.min(self.buf.len_chars());
-                self.anchor = None;
+                self.caret
+                    .jump_to(self.caret.pos().min(self.buf.len_chars()));
                 self.changed();
                 if let Mode::Search(bar) = &mut self.mode {
                     bar.current = None;

@@ -115,8 +115,8 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
 /// The chars of the rows on screen.
 fn visible_chars(app: &App, rows: usize) -> Range<usize> {
     let buf = &app.buf;
-    let start = buf.line_to_char(app.top).unwrap_or(0);
-    let last = (app.top + rows).min(buf.len_lines());
+    let start = buf.line_to_char(app.viewport().top()).unwrap_or(0);
+    let last = (app.viewport().top() + rows).min(buf.len_lines());
     let end = buf.line_to_char(last).unwrap_or(buf.len_chars());
     start..end
 }
@@ -156,15 +156,15 @@ fn draw_text(
 ) -> Option<Position> {
     let buf = &app.buf;
     let tab = app.settings.tab_width;
-    let rows = app.text_rows;
-    let cols = app.text_cols;
-    let left = app.left;
+    let rows = app.viewport().rows();
+    let cols = app.viewport().cols();
+    let left = app.viewport().left();
     let cursor_line = buf
-        .char_to_line(app.cursor.min(buf.len_chars()))
+        .char_to_line(app.cursor().min(buf.len_chars()))
         .unwrap_or(0);
     let mut cursor_pos = None;
     for row in 0..rows {
-        let line = app.top + row;
+        let line = app.viewport().top() + row;
         let y = area.y + row as u16;
         if line >= buf.len_lines() {
             out.set_string(
@@ -201,7 +201,7 @@ fn draw_text(
             let visible_from = cell.col.max(left);
             let x = x0 + (visible_from - left) as u16;
             let room = left + cols - visible_from;
-            if line == cursor_line && cell.chars.contains(&app.cursor) {
+            if line == cursor_line && cell.chars.contains(&app.cursor()) {
                 cursor_pos = Some(Position::new(x, y));
             }
             match &cell.symbol {
@@ -222,7 +222,7 @@ fn draw_text(
         // The end of the line: the cursor, a selected line break, a collaborator's caret.
         if cap == range.end && end_col >= left && end_col < left + cols {
             let x = x0 + (end_col - left) as u16;
-            if line == cursor_line && app.cursor == range.end {
+            if line == cursor_line && app.cursor() == range.end {
                 cursor_pos = Some(Position::new(x, y));
             }
             let style = hl.style_at(range.end);
@@ -380,7 +380,7 @@ fn draw_status(out: &mut Buffer, app: &mut App, peers: &[Peer], area: Rect) {
     }
     let (line, _) = app
         .buf
-        .char_to_line_col(app.cursor.min(app.buf.len_chars()))
+        .char_to_line_col(app.cursor().min(app.buf.len_chars()))
         .unwrap_or((0, 0));
     let range = layout::line_range(&app.buf, line);
     let col = app
@@ -388,7 +388,7 @@ fn draw_status(out: &mut Buffer, app: &mut App, peers: &[Peer], area: Rect) {
         .slice(
             range.start
                 ..app
-                    .cursor
+                    .cursor()
                     .max(range.start)
                     .min(range.start + layout::WINDOW),
         )
