@@ -16,19 +16,20 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyEventKind};
+use editor_core::search::{replace_all_with, Searcher};
 use editor_core::trie::WordIndex;
 use editor_core::undo::{Edit, History};
 use editor_core::{GapBuffer, PosError, TextBuffer};
 
 use crate::caret::Caret;
 use crate::clipboard::Clipboard;
-use crate::complete::Popup;
+use crate::complete::{self, Popup, PopupAction};
 use crate::file::{self, Format, Stamp};
 use crate::keymap::{self, Action, Motion};
 use crate::layout;
 use crate::live::{Change, Conn, Session, User};
 use crate::net::NetEvent;
-use crate::search::{Field, SearchBar};
+use crate::search::{SearchAction, SearchBar};
 use crate::viewport::Viewport;
 
 /// Files up to this size get their word index built before the editor opens; bigger ones in
@@ -135,12 +136,12 @@ pub enum Level {
 /// The editor.
 pub struct App {
     pub buf: GapBuffer,
-    pub words: Words,
-    pub(crate) caret: Caret,
+    words: Words,
+    caret: Caret,
     viewport: Viewport,
     pub settings: Settings,
     pub doc: Doc,
-    pub(crate) history: History,
+    history: History,
     /// Changed since the last save (local files).
     pub modified: bool,
     clipboard: Clipboard,
@@ -150,7 +151,7 @@ pub struct App {
     pub quit: bool,
     started: Instant,
     /// Bumped by every change of the text.
-    pub version: u64,
+    version: u64,
     /// `(anchor, cursor, version)` last published to collaborators.
     published: Option<(usize, usize, u64)>,
     /// The text of a big file, handed to the background index builder.
@@ -353,13 +354,13 @@ impl App {
             bar.text_changed(map);
         }
         if let Some(p) = &mut self.popup {
-            p.word = map(p.word.start)..map(p.word.end);
+            p.text_changed(map);
         }
         self.changed();
         true
     }
 
-    pub(crate) fn changed(&mut self) {
+    fn changed(&mut self) {
         self.version += 1;
         match &mut self.doc {
             Doc::File(_) => self.modified = true,
@@ -373,7 +374,7 @@ impl App {
     }
 
     /// Types `text` over the selection or at the cursor.
-    pub(crate) fn type_text(&mut self, text: &str) {
+    fn type_text(&mut self, text: &str) {
         let cursor = self.caret.pos();
         let range = self.selection().unwrap_or(cursor..cursor);
         if self.edit(range.clone(), text, true) {
@@ -543,17 +544,8 @@ impl App {
         match &mut self.mode {
             Mode::Search(bar) => {
                 let line = text.lines().next().unwrap_or("");
-                match bar.focus {
-                    Field::Find => {
-                        bar.query.push_str(line);
-                        bar.refresh(&self.buf);
-                        self.show_match();
-                    }
-                    Field::Replace => bar
-                        .replacement
-                        .get_or_insert_with(String::new)
-                        .push_str(line),
-                }
+                let action = bar.paste(line, &self.buf);
+                self.apply_search(action);
             }
             Mode::Ask(Question::SaveCopyAs(name)) => {
                 name.push_str(text.lines().next().unwrap_or(""))
@@ -586,7 +578,7 @@ impl App {
         }
     }
 
-    pub(crate) fn seal(&mut self) {
+    fn seal(&mut self) {
         self.history.seal();
         if let Some(s) = self.session() {
             s.seal();
@@ -824,6 +816,162 @@ impl App {
             }
             None => self.info(format!("nothing to {verb}")),
         }
+    }
+
+    // ----- search and completion -----
+
+    fn open_search(&mut self) {
+        let bar = SearchBar::open(&self.buf, self.selection(), self.caret.pos());
+        let action = bar.jump();
+        self.popup = None;
+        self.mode = Mode::Search(Box::new(bar));
+        self.apply_search(action);
+    }
+
+    fn search_key(&mut self, key: &KeyEvent) {
+        let Mode::Search(bar) = &mut self.mode else {
+            return;
+        };
+        let action = bar.key(key, &self.buf, self.caret.pos());
+        self.apply_search(action);
+    }
+
+    fn apply_search(&mut self, action: SearchAction) {
+        match action {
+            SearchAction::None => {}
+            SearchAction::Jump(m) => self.caret.select(m.start, m.end),
+            SearchAction::Unselect => self.caret.clear_selection(),
+            SearchAction::Replace { range, with } => self.replace_match(range, &with),
+            SearchAction::ReplaceAll { searcher, with } => self.replace_all(&searcher, &with),
+            SearchAction::Info(msg) => self.info(msg),
+            SearchAction::Close => self.mode = Mode::Edit,
+        }
+    }
+
+    /// Replaces the current match (one undo step) and moves on to the next.
+    fn replace_match(&mut self, range: Range<usize>, with: &str) {
+        self.seal();
+        if self.edit(range.clone(), with, true) {
+            let end = range.start + with.chars().count();
+            self.caret.jump_to(end);
+            if let Mode::Search(bar) = &mut self.mode {
+                let more = bar.replaced(&self.buf, end);
+                let action = bar.jump();
+                if !more {
+                    self.info("no more matches");
+                }
+                self.apply_search(action);
+            }
+        }
+        self.seal();
+    }
+
+    /// Replaces every match with editor-core's `replace_all_with`: one undo step.
+    fn replace_all(&mut self, searcher: &Searcher, with: &str) {
+        if let Some(why) = self.read_only() {
+            self.warn(format!("read-only: {why}"));
+            return;
+        }
+        let mut scratch = History::new();
+        let App {
+            buf,
+            words,
+            history,
+            doc,
+            ..
+        } = self;
+        let (history, mut session) = match doc {
+            Doc::File(_) => (history, None),
+            Doc::Live(l) => (&mut scratch, Some(&mut l.session)),
+        };
+        if let Some(s) = session.as_deref_mut() {
+            s.seal();
+        }
+        let result = replace_all_with(buf, searcher, with, history, |b, r, t| {
+            if let Some(s) = session.as_deref_mut() {
+                s.local_edit(b, r.clone(), t);
+            }
+            words.apply(b, r, t)
+        });
+        if let Some(s) = session {
+            s.seal();
+        }
+        match result {
+            Ok(0) => self.info("no matches"),
+            Ok(n) => {
+                self.caret
+                    .jump_to(self.caret.pos().min(self.buf.len_chars()));
+                self.changed();
+                if let Mode::Search(bar) = &mut self.mode {
+                    bar.replaced_all();
+                }
+                self.info(format!("replaced {n} matches"));
+            }
+            Err(e) => self.warn(format!("replace all stopped: {e}")),
+        }
+    }
+
+    /// Keys the completion popup takes; returns false for keys that go to the text.
+    fn popup_key(&mut self, key: &KeyEvent) -> bool {
+        let Some(popup) = &mut self.popup else {
+            return false;
+        };
+        match popup.key(key) {
+            PopupAction::Pass => return false,
+            PopupAction::None => {}
+            PopupAction::Close => self.popup = None,
+            PopupAction::Accept { range, word } => {
+                self.popup = None;
+                self.accept_completion(range, &word);
+            }
+        }
+        true
+    }
+
+    /// The completion popup for the word before the cursor, if anything completes it.
+    fn completions(&self) -> Option<Popup> {
+        match &self.words {
+            Words::Ready(index) => complete::open(&self.buf, index, self.caret.pos()),
+            Words::Building(_) => None,
+        }
+    }
+
+    /// Opens the completion popup (Tab: completes at once when one word fits). Returns whether
+    /// there was anything to complete.
+    fn complete(&mut self, tab: bool) -> bool {
+        if matches!(self.words, Words::Building(_)) {
+            if !tab {
+                self.info("still indexing the words of this file…");
+            }
+            return false;
+        }
+        match self.completions() {
+            Some(p) if tab && p.items.len() == 1 => {
+                if let PopupAction::Accept { range, word } = p.accept() {
+                    self.accept_completion(range, &word);
+                }
+                true
+            }
+            Some(p) => {
+                self.popup = Some(p);
+                true
+            }
+            None => {
+                if !tab {
+                    self.info("no completions");
+                }
+                false
+            }
+        }
+    }
+
+    /// Replaces the word being completed (one undo step).
+    fn accept_completion(&mut self, range: Range<usize>, word: &str) {
+        self.seal();
+        if self.edit(range.clone(), word, true) {
+            self.caret.jump_to(range.start + word.chars().count());
+        }
+        self.seal();
     }
 
     // ----- saving and quitting -----

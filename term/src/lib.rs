@@ -14,8 +14,8 @@
 //! - [`file`](mod@file): loading and saving files (UTF-8 checks, atomic saves).
 //! - [`live`]: a live document — the yrs replica, sync protocol, awareness, undo.
 //! - [`net`]: the WebSocket, reconnecting with backoff.
-//! - [`search`]: the search bar; [`complete`]: the completion popup (each with the `impl App`
-//!   block of its keys).
+//! - [`search`]: the search bar; [`complete`]: the completion popup (each owns its state and
+//!   answers a key with an action that [`app::App`] applies).
 //! - [`runner`]: the terminal and the event loop.
 
 pub mod app;
