@@ -139,16 +139,16 @@ pub struct App {
     words: Words,
     caret: Caret,
     viewport: Viewport,
-    pub settings: Settings,
+    settings: Settings,
     pub doc: Doc,
     history: History,
     /// Changed since the last save (local files).
-    pub modified: bool,
+    modified: bool,
     clipboard: Clipboard,
     pub mode: Mode,
-    pub popup: Option<Popup>,
-    pub message: Option<(String, Level, Instant)>,
-    pub quit: bool,
+    popup: Option<Popup>,
+    message: Option<(String, Level, Instant)>,
+    quit: bool,
     started: Instant,
     /// Bumped by every change of the text.
     version: u64,
@@ -282,6 +282,30 @@ impl App {
                 _ => None,
             },
         }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Changed since the last save (local files).
+    pub fn is_modified(&self) -> bool {
+        self.modified
+    }
+
+    /// The open completion popup.
+    pub fn popup(&self) -> Option<&Popup> {
+        self.popup.as_ref()
+    }
+
+    /// The status message: its text, how it is shown and when it was set.
+    pub fn message(&self) -> Option<&(String, Level, Instant)> {
+        self.message.as_ref()
+    }
+
+    /// The user quit: the loop ends.
+    pub fn quits(&self) -> bool {
+        self.quit
     }
 
     /// The cursor and the selection.

@@ -60,7 +60,7 @@ fn event_loop(
     loop {
         app.publish_cursor();
         terminal.draw(|frame| view::draw(frame, app))?;
-        if app.quit {
+        if app.quits() {
             return Ok(());
         }
         match rx.recv_timeout(TICK) {
@@ -69,7 +69,7 @@ fn event_loop(
             Err(RecvTimeoutError::Disconnected) => return Ok(()),
         }
         let until = Instant::now() + BATCH;
-        while Instant::now() < until && !app.quit {
+        while Instant::now() < until && !app.quits() {
             match rx.try_recv() {
                 Ok(ev) => app.handle(ev),
                 Err(_) => break,

@@ -107,7 +107,7 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
     ) {
         frame.set_cursor_position(pos);
     }
-    if let (Some(popup), Some(at)) = (&app.popup, cursor) {
+    if let (Some(popup), Some(at)) = (app.popup(), cursor) {
         draw_popup(frame, popup, at, text_area);
     }
 }
@@ -155,7 +155,7 @@ fn draw_text(
     peers: &[Peer],
 ) -> Option<Position> {
     let buf = &app.buf;
-    let tab = app.settings.tab_width;
+    let tab = app.settings().tab_width;
     let rows = app.viewport().rows();
     let cols = app.viewport().cols();
     let left = app.viewport().left();
@@ -348,7 +348,7 @@ fn draw_status(out: &mut Buffer, app: &mut App, peers: &[Peer], area: Rect) {
     let (name, extra) = match &app.doc {
         Doc::File(f) => {
             let mut extra = String::new();
-            if app.modified {
+            if app.is_modified() {
                 extra.push_str(" [+]");
             }
             if f.read_only.is_some() {
@@ -427,7 +427,7 @@ fn draw_message(out: &mut Buffer, app: &App, area: Rect) -> Option<Position> {
             let input = matches!(q, Question::SaveCopyAs(_));
             (text, Style::new().fg(Color::Black).bg(Color::Yellow), input)
         }
-        _ => match &app.message {
+        _ => match app.message() {
             Some((m, Level::Warn, _)) => (m.clone(), Style::new().fg(Color::LightRed), false),
             Some((m, Level::Info, _)) => (m.clone(), Style::default(), false),
             None => (String::new(), Style::default(), false),
