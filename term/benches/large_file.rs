@@ -346,6 +346,6 @@ trait Len {
 
 impl Len for App {
     fn buf_len(&self) -> usize {
-        editor_core::TextBuffer::len_chars(&self.buf)
+        editor_core::TextBuffer::len_chars(self.buf())
     }
 }

@@ -6,6 +6,11 @@
 //! history (local files) or the yrs replica (live documents), and every position that refers to
 //! the text (cursor, selection anchor, current search match, completion word) in step.
 //!
+//! App's state is private: the cursor and selection are a [`Caret`], what is on screen a
+//! [`Viewport`], what was copied a [`Clipboard`]; the search bar and the completion popup keep
+//! their own state and answer keys with actions ([`SearchAction`], [`PopupAction`]) applied here.
+//! The view and the runner read through accessors.
+//!
 //! Positions are char indexes of the buffer. The cursor always sits on a grapheme cluster
 //! boundary after a move (see [`layout`]); a collaborator's edit may leave it inside one, which
 //! is harmless.
@@ -27,7 +32,7 @@ use crate::complete::{self, Popup, PopupAction};
 use crate::file::{self, Format, Stamp};
 use crate::keymap::{self, Action, Motion};
 use crate::layout;
-use crate::live::{Change, Conn, Session, User};
+use crate::live::{Change, Conn, Peer, Session, User};
 use crate::net::NetEvent;
 use crate::search::{SearchAction, SearchBar};
 use crate::viewport::Viewport;
@@ -135,17 +140,17 @@ pub enum Level {
 
 /// The editor.
 pub struct App {
-    pub buf: GapBuffer,
+    buf: GapBuffer,
     words: Words,
     caret: Caret,
     viewport: Viewport,
     settings: Settings,
-    pub doc: Doc,
+    doc: Doc,
     history: History,
     /// Changed since the last save (local files).
     modified: bool,
     clipboard: Clipboard,
-    pub mode: Mode,
+    mode: Mode,
     popup: Option<Popup>,
     message: Option<(String, Level, Instant)>,
     quit: bool,
@@ -281,6 +286,37 @@ impl App {
                 (_, Some(reason)) => Some(format!("the server refuses edits: {reason}")),
                 _ => None,
             },
+        }
+    }
+
+    /// The text.
+    pub fn buf(&self) -> &GapBuffer {
+        &self.buf
+    }
+
+    /// The file or live document being edited.
+    pub fn doc(&self) -> &Doc {
+        &self.doc
+    }
+
+    /// Where keys go.
+    pub fn mode(&self) -> &Mode {
+        &self.mode
+    }
+
+    /// The collaborators' cursors and names (none for a local file).
+    pub fn peers(&mut self) -> Vec<Peer> {
+        match &mut self.doc {
+            Doc::Live(l) => l.session.peers(&self.buf).to_vec(),
+            Doc::File(_) => Vec::new(),
+        }
+    }
+
+    /// The search bar's counter ([`SearchBar::count`]); `None` without a search bar too.
+    pub fn search_count(&mut self) -> Option<(Option<usize>, usize)> {
+        match &mut self.mode {
+            Mode::Search(bar) => bar.count(&self.buf),
+            _ => None,
         }
     }
 
