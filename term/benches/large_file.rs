@@ -168,7 +168,7 @@ fn main() {
     );
 
     // Typing in the middle: letters, a space now and then, Backspace, Enter, arrows.
-    app.cursor = app.buf_len() / 2;
+    app.set_cursor(app.buf_len() / 2);
     let mut rng = Rng(42);
     let mut typing = Stats(Vec::new());
     for i in 0..3_000 {
@@ -186,8 +186,7 @@ fn main() {
 
     let mut jumps = Stats(Vec::new());
     for _ in 0..300 {
-        app.cursor = rng.below(app.buf_len());
-        app.anchor = None;
+        app.set_cursor(rng.below(app.buf_len()));
         jumps
             .0
             .push(keystroke(&mut app, &mut term, key(KeyCode::Char('z'))));
@@ -347,6 +346,6 @@ trait Len {
 
 impl Len for App {
     fn buf_len(&self) -> usize {
-        editor_core::TextBuffer::len_chars(&self.buf)
+        editor_core::TextBuffer::len_chars(self.buf())
     }
 }

@@ -6,6 +6,11 @@
 //! history (local files) or the yrs replica (live documents), and every position that refers to
 //! the text (cursor, selection anchor, current search match, completion word) in step.
 //!
+//! App's state is private: the cursor and selection are a [`Caret`], what is on screen a
+//! [`Viewport`], what was copied a [`Clipboard`]; the search bar and the completion popup keep
+//! their own state and answer keys with actions ([`SearchAction`], [`PopupAction`]) applied here.
+//! The view and the runner read through accessors.
+//!
 //! Positions are char indexes of the buffer. The cursor always sits on a grapheme cluster
 //! boundary after a move (see [`layout`]); a collaborator's edit may leave it inside one, which
 //! is harmless.
@@ -16,17 +21,21 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyEventKind};
+use editor_core::search::{replace_all_with, Searcher};
 use editor_core::trie::WordIndex;
 use editor_core::undo::{Edit, History};
 use editor_core::{GapBuffer, PosError, TextBuffer};
 
-use crate::complete::Popup;
+use crate::caret::Caret;
+use crate::clipboard::Clipboard;
+use crate::complete::{self, Popup, PopupAction};
 use crate::file::{self, Format, Stamp};
 use crate::keymap::{self, Action, Motion};
 use crate::layout;
-use crate::live::{Change, Conn, Session, User};
+use crate::live::{Change, Conn, Peer, Session, User};
 use crate::net::NetEvent;
-use crate::search::{Field, SearchBar};
+use crate::search::{SearchAction, SearchBar};
+use crate::viewport::Viewport;
 
 /// Files up to this size get their word index built before the editor opens; bigger ones in
 /// the background (completion says so until it is ready).
@@ -131,34 +140,23 @@ pub enum Level {
 
 /// The editor.
 pub struct App {
-    pub buf: GapBuffer,
-    pub words: Words,
-    pub cursor: usize,
-    /// The other end of the selection, when there is one.
-    pub anchor: Option<usize>,
-    /// The display column vertical moves aim for.
-    goal_col: Option<usize>,
-    /// First line and first display column on screen.
-    pub top: usize,
-    pub left: usize,
-    /// Size of the text area at the last draw.
-    pub text_rows: usize,
-    pub text_cols: usize,
-    pub settings: Settings,
-    pub doc: Doc,
-    pub(crate) history: History,
+    buf: GapBuffer,
+    words: Words,
+    caret: Caret,
+    viewport: Viewport,
+    settings: Settings,
+    doc: Doc,
+    history: History,
     /// Changed since the last save (local files).
-    pub modified: bool,
-    clipboard: String,
-    /// The clipboard holds whole lines (copied without a selection).
-    clipboard_lines: bool,
-    pub mode: Mode,
-    pub popup: Option<Popup>,
-    pub message: Option<(String, Level, Instant)>,
-    pub quit: bool,
+    modified: bool,
+    clipboard: Clipboard,
+    mode: Mode,
+    popup: Option<Popup>,
+    message: Option<(String, Level, Instant)>,
+    quit: bool,
     started: Instant,
     /// Bumped by every change of the text.
-    pub version: u64,
+    version: u64,
     /// `(anchor, cursor, version)` last published to collaborators.
     published: Option<(usize, usize, u64)>,
     /// The text of a big file, handed to the background index builder.
@@ -180,19 +178,13 @@ impl App {
         App {
             buf,
             words,
-            cursor: 0,
-            anchor: None,
-            goal_col: None,
-            top: 0,
-            left: 0,
-            text_rows: 20,
-            text_cols: 80,
+            caret: Caret::default(),
+            viewport: Viewport::default(),
             settings,
             doc,
             history: History::new(),
             modified: false,
-            clipboard: String::new(),
-            clipboard_lines: false,
+            clipboard: Clipboard::default(),
             mode: Mode::Edit,
             popup: None,
             message: None,
@@ -297,10 +289,84 @@ impl App {
         }
     }
 
+    /// The text.
+    pub fn buf(&self) -> &GapBuffer {
+        &self.buf
+    }
+
+    /// The file or live document being edited.
+    pub fn doc(&self) -> &Doc {
+        &self.doc
+    }
+
+    /// Where keys go.
+    pub fn mode(&self) -> &Mode {
+        &self.mode
+    }
+
+    /// The collaborators' cursors and names (none for a local file).
+    pub fn peers(&mut self) -> Vec<Peer> {
+        match &mut self.doc {
+            Doc::Live(l) => l.session.peers(&self.buf).to_vec(),
+            Doc::File(_) => Vec::new(),
+        }
+    }
+
+    /// The search bar's counter ([`SearchBar::count`]); `None` without a search bar too.
+    pub fn search_count(&mut self) -> Option<(Option<usize>, usize)> {
+        match &mut self.mode {
+            Mode::Search(bar) => bar.count(&self.buf),
+            _ => None,
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Changed since the last save (local files).
+    pub fn is_modified(&self) -> bool {
+        self.modified
+    }
+
+    /// The open completion popup.
+    pub fn popup(&self) -> Option<&Popup> {
+        self.popup.as_ref()
+    }
+
+    /// The status message: its text, how it is shown and when it was set.
+    pub fn message(&self) -> Option<&(String, Level, Instant)> {
+        self.message.as_ref()
+    }
+
+    /// The user quit: the loop ends.
+    pub fn quits(&self) -> bool {
+        self.quit
+    }
+
+    /// The cursor and the selection.
+    pub fn caret(&self) -> &Caret {
+        &self.caret
+    }
+
+    /// Where the cursor is (a char index).
+    pub fn cursor(&self) -> usize {
+        self.caret.pos()
+    }
+
+    /// Puts the cursor at `pos` (clamped to the text), with no selection.
+    pub fn set_cursor(&mut self, pos: usize) {
+        self.caret.jump_to(pos.min(self.buf.len_chars()));
+    }
+
+    /// The part of the text on screen.
+    pub fn viewport(&self) -> &Viewport {
+        &self.viewport
+    }
+
     /// The selected chars, when the selection is not empty.
     pub fn selection(&self) -> Option<Range<usize>> {
-        let a = self.anchor?;
-        (a != self.cursor).then(|| a.min(self.cursor)..a.max(self.cursor))
+        self.caret.selection()
     }
 
     // ----- changing the text -----
@@ -343,19 +409,18 @@ impl App {
         }
         let n = text.chars().count();
         let map = |p| map_pos(p, &range, n);
-        self.cursor = map(self.cursor);
-        self.anchor = self.anchor.map(map);
+        self.caret.map(map);
         if let Mode::Search(bar) = &mut self.mode {
             bar.text_changed(map);
         }
         if let Some(p) = &mut self.popup {
-            p.word = map(p.word.start)..map(p.word.end);
+            p.text_changed(map);
         }
         self.changed();
         true
     }
 
-    pub(crate) fn changed(&mut self) {
+    fn changed(&mut self) {
         self.version += 1;
         match &mut self.doc {
             Doc::File(_) => self.modified = true,
@@ -369,21 +434,18 @@ impl App {
     }
 
     /// Types `text` over the selection or at the cursor.
-    pub(crate) fn type_text(&mut self, text: &str) {
-        let range = self.selection().unwrap_or(self.cursor..self.cursor);
+    fn type_text(&mut self, text: &str) {
+        let cursor = self.caret.pos();
+        let range = self.selection().unwrap_or(cursor..cursor);
         if self.edit(range.clone(), text, true) {
-            self.cursor = range.start + text.chars().count();
-            self.anchor = None;
-            self.goal_col = None;
+            self.caret.place(range.start + text.chars().count());
         }
     }
 
     fn delete_range(&mut self, range: Range<usize>) -> bool {
         let done = self.edit(range.clone(), "", true);
         if done {
-            self.cursor = range.start;
-            self.anchor = None;
-            self.goal_col = None;
+            self.caret.place(range.start);
         }
         done
     }
@@ -526,11 +588,8 @@ impl App {
 
     /// Tells collaborators where the cursor is, if it moved.
     pub fn publish_cursor(&mut self) {
-        let key = (
-            self.anchor.unwrap_or(self.cursor),
-            self.cursor,
-            self.version,
-        );
+        let cursor = self.caret.pos();
+        let key = (self.caret.anchor().unwrap_or(cursor), cursor, self.version);
         if self.published == Some(key) {
             return;
         }
@@ -545,17 +604,8 @@ impl App {
         match &mut self.mode {
             Mode::Search(bar) => {
                 let line = text.lines().next().unwrap_or("");
-                match bar.focus {
-                    Field::Find => {
-                        bar.query.push_str(line);
-                        bar.refresh(&self.buf);
-                        self.show_match();
-                    }
-                    Field::Replace => bar
-                        .replacement
-                        .get_or_insert_with(String::new)
-                        .push_str(line),
-                }
+                let action = bar.paste(line, &self.buf);
+                self.apply_search(action);
             }
             Mode::Ask(Question::SaveCopyAs(name)) => {
                 name.push_str(text.lines().next().unwrap_or(""))
@@ -588,7 +638,7 @@ impl App {
         }
     }
 
-    pub(crate) fn seal(&mut self) {
+    fn seal(&mut self) {
         self.history.seal();
         if let Some(s) = self.session() {
             s.seal();
@@ -609,8 +659,9 @@ impl App {
             Action::Move { motion, select } => self.move_cursor(motion, select),
             Action::Insert(c) => self.type_text(c.encode_utf8(&mut [0; 4])),
             Action::Newline => {
-                let (_, line) = layout::line_of(&self.buf, self.cursor);
-                let upto = self.cursor.min(line.start + layout::WINDOW);
+                let cursor = self.caret.pos();
+                let (_, line) = layout::line_of(&self.buf, cursor);
+                let upto = cursor.min(line.start + layout::WINDOW);
                 let head = self.buf.slice(line.start..upto).unwrap_or_default();
                 let indent: String = head
                     .chars()
@@ -627,9 +678,10 @@ impl App {
                 Some(r) => {
                     self.delete_range(r);
                 }
-                None if self.cursor > 0 => {
-                    let from = layout::prev_boundary(&self.buf, self.cursor);
-                    self.delete_range(from..self.cursor);
+                None if self.caret.pos() > 0 => {
+                    let cursor = self.caret.pos();
+                    let from = layout::prev_boundary(&self.buf, cursor);
+                    self.delete_range(from..cursor);
                 }
                 None => {}
             },
@@ -637,16 +689,14 @@ impl App {
                 Some(r) => {
                     self.delete_range(r);
                 }
-                None if self.cursor < self.buf.len_chars() => {
-                    let to = layout::next_boundary(&self.buf, self.cursor);
-                    self.delete_range(self.cursor..to);
+                None if self.caret.pos() < self.buf.len_chars() => {
+                    let cursor = self.caret.pos();
+                    let to = layout::next_boundary(&self.buf, cursor);
+                    self.delete_range(cursor..to);
                 }
                 None => {}
             },
-            Action::SelectAll => {
-                self.anchor = Some(0);
-                self.cursor = self.buf.len_chars();
-            }
+            Action::SelectAll => self.caret.select(0, self.buf.len_chars()),
             Action::Copy => self.copy(false),
             Action::Cut => self.copy(true),
             Action::Paste => self.paste(),
@@ -660,7 +710,7 @@ impl App {
             Action::Save => self.save(false),
             Action::Quit => self.ask_quit(),
             Action::Escape => {
-                self.anchor = None;
+                self.caret.clear_selection();
                 self.popup = None;
             }
         }
@@ -674,24 +724,24 @@ impl App {
     }
 
     fn move_cursor(&mut self, motion: Motion, select: bool) {
-        let from = self.cursor;
+        let from = self.caret.pos();
         if select {
-            self.anchor.get_or_insert(from);
+            self.caret.start_selection();
         } else if let Some(sel) = self.selection() {
-            self.anchor = None;
+            self.caret.clear_selection();
             match motion {
                 Motion::Left => {
-                    self.cursor = sel.start;
+                    self.caret.set_pos(sel.start);
                     return;
                 }
                 Motion::Right => {
-                    self.cursor = sel.end;
+                    self.caret.set_pos(sel.end);
                     return;
                 }
                 _ => {}
             }
         } else {
-            self.anchor = None;
+            self.caret.clear_selection();
         }
         let buf = &self.buf;
         let tab = self.settings.tab_width;
@@ -700,16 +750,14 @@ impl App {
             Motion::Up | Motion::Down | Motion::PageUp | Motion::PageDown
         );
         let goal = if vertical {
-            *self
-                .goal_col
-                .get_or_insert_with(|| layout::col_of(buf, from, tab))
+            self.caret.goal_col(|| layout::col_of(buf, from, tab))
         } else {
             0
         };
         let line = buf.char_to_line(from.min(buf.len_chars())).unwrap_or(0);
         let last = buf.len_lines() - 1;
-        let page = self.text_rows.max(2) - 1;
-        self.cursor = match motion {
+        let page = self.viewport.page();
+        let to = match motion {
             Motion::Left => layout::prev_boundary(buf, from),
             Motion::Right => layout::next_boundary(buf, from),
             Motion::Up if line == 0 => 0,
@@ -717,11 +765,11 @@ impl App {
             Motion::Down if line == last => buf.len_chars(),
             Motion::Down => layout::pos_at_col(buf, line + 1, goal, tab),
             Motion::PageUp => {
-                self.top = self.top.saturating_sub(page);
+                self.viewport.scroll_up(page);
                 layout::pos_at_col(buf, line.saturating_sub(page), goal, tab)
             }
             Motion::PageDown => {
-                self.top = (self.top + page).min(last);
+                self.viewport.scroll_down(page, last);
                 layout::pos_at_col(buf, (line + page).min(last), goal, tab)
             }
             Motion::WordLeft => layout::word_left(buf, from),
@@ -742,25 +790,17 @@ impl App {
             Motion::DocStart => 0,
             Motion::DocEnd => buf.len_chars(),
         };
+        self.caret.set_pos(to);
         if !vertical {
-            self.goal_col = None;
+            self.caret.forget_goal();
         }
     }
 
     fn copy(&mut self, cut: bool) {
-        let (range, lines) = match self.selection() {
-            Some(r) => (r, false),
-            None => {
-                let (line, mut r) = layout::line_of(&self.buf, self.cursor);
-                if line + 1 < self.buf.len_lines() {
-                    r.end += 1;
-                }
-                (r, true)
-            }
-        };
-        self.clipboard = self.buf.slice(range.clone()).unwrap_or_default();
-        self.clipboard_lines = lines;
-        let n = self.clipboard.chars().count();
+        let range = self
+            .clipboard
+            .copy(&self.buf, self.caret.selection(), self.caret.pos());
+        let n = self.clipboard.text().chars().count();
         if cut {
             if self.delete_range(range) {
                 self.info(format!("cut {n} chars"));
@@ -775,12 +815,12 @@ impl App {
             self.info("the clipboard is empty");
             return;
         }
-        let text = self.clipboard.clone();
-        if self.clipboard_lines && self.selection().is_none() {
-            let (_, line) = layout::line_of(&self.buf, self.cursor);
-            let cursor = self.cursor;
+        let text = self.clipboard.text().to_string();
+        if self.clipboard.holds_lines() && self.selection().is_none() {
+            let cursor = self.caret.pos();
+            let (_, line) = layout::line_of(&self.buf, cursor);
             if self.edit(line.start..line.start, &text, true) {
-                self.cursor = cursor + text.chars().count();
+                self.caret.set_pos(cursor + text.chars().count());
             }
         } else {
             self.type_text(&text);
@@ -797,7 +837,7 @@ impl App {
                 l.session.redo()
             };
             if done {
-                self.apply_changes().or(Some(self.cursor))
+                self.apply_changes().or(Some(self.caret.pos()))
             } else {
                 None
             }
@@ -828,8 +868,7 @@ impl App {
         };
         match moved_to {
             Some(pos) => {
-                self.cursor = pos.min(self.buf.len_chars());
-                self.anchor = None;
+                self.caret.jump_to(pos.min(self.buf.len_chars()));
                 self.popup = None;
                 if let Mode::Search(bar) = &mut self.mode {
                     bar.text_changed(|p| p);
@@ -837,6 +876,162 @@ impl App {
             }
             None => self.info(format!("nothing to {verb}")),
         }
+    }
+
+    // ----- search and completion -----
+
+    fn open_search(&mut self) {
+        let bar = SearchBar::open(&self.buf, self.selection(), self.caret.pos());
+        let action = bar.jump();
+        self.popup = None;
+        self.mode = Mode::Search(Box::new(bar));
+        self.apply_search(action);
+    }
+
+    fn search_key(&mut self, key: &KeyEvent) {
+        let Mode::Search(bar) = &mut self.mode else {
+            return;
+        };
+        let action = bar.key(key, &self.buf, self.caret.pos());
+        self.apply_search(action);
+    }
+
+    fn apply_search(&mut self, action: SearchAction) {
+        match action {
+            SearchAction::None => {}
+            SearchAction::Jump(m) => self.caret.select(m.start, m.end),
+            SearchAction::Unselect => self.caret.clear_selection(),
+            SearchAction::Replace { range, with } => self.replace_match(range, &with),
+            SearchAction::ReplaceAll { searcher, with } => self.replace_all(&searcher, &with),
+            SearchAction::Info(msg) => self.info(msg),
+            SearchAction::Close => self.mode = Mode::Edit,
+        }
+    }
+
+    /// Replaces the current match (one undo step) and moves on to the next.
+    fn replace_match(&mut self, range: Range<usize>, with: &str) {
+        self.seal();
+        if self.edit(range.clone(), with, true) {
+            let end = range.start + with.chars().count();
+            self.caret.jump_to(end);
+            if let Mode::Search(bar) = &mut self.mode {
+                let more = bar.replaced(&self.buf, end);
+                let action = bar.jump();
+                if !more {
+                    self.info("no more matches");
+                }
+                self.apply_search(action);
+            }
+        }
+        self.seal();
+    }
+
+    /// Replaces every match with editor-core's `replace_all_with`: one undo step.
+    fn replace_all(&mut self, searcher: &Searcher, with: &str) {
+        if let Some(why) = self.read_only() {
+            self.warn(format!("read-only: {why}"));
+            return;
+        }
+        let mut scratch = History::new();
+        let App {
+            buf,
+            words,
+            history,
+            doc,
+            ..
+        } = self;
+        let (history, mut session) = match doc {
+            Doc::File(_) => (history, None),
+            Doc::Live(l) => (&mut scratch, Some(&mut l.session)),
+        };
+        if let Some(s) = session.as_deref_mut() {
+            s.seal();
+        }
+        let result = replace_all_with(buf, searcher, with, history, |b, r, t| {
+            if let Some(s) = session.as_deref_mut() {
+                s.local_edit(b, r.clone(), t);
+            }
+            words.apply(b, r, t)
+        });
+        if let Some(s) = session {
+            s.seal();
+        }
+        match result {
+            Ok(0) => self.info("no matches"),
+            Ok(n) => {
+                self.caret
+                    .jump_to(self.caret.pos().min(self.buf.len_chars()));
+                self.changed();
+                if let Mode::Search(bar) = &mut self.mode {
+                    bar.replaced_all();
+                }
+                self.info(format!("replaced {n} matches"));
+            }
+            Err(e) => self.warn(format!("replace all stopped: {e}")),
+        }
+    }
+
+    /// Keys the completion popup takes; returns false for keys that go to the text.
+    fn popup_key(&mut self, key: &KeyEvent) -> bool {
+        let Some(popup) = &mut self.popup else {
+            return false;
+        };
+        match popup.key(key) {
+            PopupAction::Pass => return false,
+            PopupAction::None => {}
+            PopupAction::Close => self.popup = None,
+            PopupAction::Accept { range, word } => {
+                self.popup = None;
+                self.accept_completion(range, &word);
+            }
+        }
+        true
+    }
+
+    /// The completion popup for the word before the cursor, if anything completes it.
+    fn completions(&self) -> Option<Popup> {
+        match &self.words {
+            Words::Ready(index) => complete::open(&self.buf, index, self.caret.pos()),
+            Words::Building(_) => None,
+        }
+    }
+
+    /// Opens the completion popup (Tab: completes at once when one word fits). Returns whether
+    /// there was anything to complete.
+    fn complete(&mut self, tab: bool) -> bool {
+        if matches!(self.words, Words::Building(_)) {
+            if !tab {
+                self.info("still indexing the words of this file…");
+            }
+            return false;
+        }
+        match self.completions() {
+            Some(p) if tab && p.items.len() == 1 => {
+                if let PopupAction::Accept { range, word } = p.accept() {
+                    self.accept_completion(range, &word);
+                }
+                true
+            }
+            Some(p) => {
+                self.popup = Some(p);
+                true
+            }
+            None => {
+                if !tab {
+                    self.info("no completions");
+                }
+                false
+            }
+        }
+    }
+
+    /// Replaces the word being completed (one undo step).
+    fn accept_completion(&mut self, range: Range<usize>, word: &str) {
+        self.seal();
+        if self.edit(range.clone(), word, true) {
+            self.caret.jump_to(range.start + word.chars().count());
+        }
+        self.seal();
     }
 
     // ----- saving and quitting -----
@@ -978,25 +1173,14 @@ impl App {
 
     /// Scrolls so the cursor is on screen (`rows` × `cols` of text).
     pub fn scroll_to_cursor(&mut self, rows: usize, cols: usize) {
-        self.text_rows = rows.max(1);
-        self.text_cols = cols.max(1);
+        let cursor = self.caret.pos();
         let line = self
             .buf
-            .char_to_line(self.cursor.min(self.buf.len_chars()))
+            .char_to_line(cursor.min(self.buf.len_chars()))
             .unwrap_or(0);
         let last = self.buf.len_lines() - 1;
-        self.top = self.top.min(last);
-        if line < self.top {
-            self.top = line;
-        } else if line >= self.top + self.text_rows {
-            self.top = line + 1 - self.text_rows;
-        }
-        let col = layout::col_of(&self.buf, self.cursor, self.settings.tab_width);
-        if col < self.left {
-            self.left = col;
-        } else if col >= self.left + self.text_cols {
-            self.left = col + 1 - self.text_cols;
-        }
+        let col = layout::col_of(&self.buf, cursor, self.settings.tab_width);
+        self.viewport.follow(rows, cols, line, col, last);
     }
 }
 

@@ -3,16 +3,14 @@
 //!
 //! The word being typed is itself in the index (it is in the text), so the prefix itself is
 //! never offered. Accepting replaces the whole word around the cursor, so completing in the
-//! middle of a word does not leave its tail behind. [`Popup`] is its state; the `impl App` block
-//! is what its keys do to the editor.
+//! middle of a word does not leave its tail behind. [`Popup`] is its state; a key returns a
+//! [`PopupAction`] for the editor to apply.
 
 use std::ops::Range;
 
 use crossterm::event::{KeyCode, KeyEvent};
 use editor_core::trie::{is_word_char, WordIndex};
 use editor_core::{GapBuffer, TextBuffer};
-
-use crate::app::{App, Words};
 
 /// How many completions the popup shows.
 pub const SHOWN: usize = 8;
@@ -88,69 +86,43 @@ impl Popup {
     }
 }
 
-/// What completion does to the editor.
-impl App {
-    /// Keys the completion popup takes; returns false for keys that go to the text.
-    pub(crate) fn popup_key(&mut self, key: &KeyEvent) -> bool {
-        let Some(popup) = &mut self.popup else {
-            return false;
-        };
+/// What a key in the completion popup asks of the editor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PopupAction {
+    /// Not a popup key: it goes to the text.
+    Pass,
+    /// Handled in the popup (the choice moved).
+    None,
+    /// Replace `range` with `word` and close the popup.
+    Accept { range: Range<usize>, word: String },
+    /// Close the popup.
+    Close,
+}
+
+impl Popup {
+    /// Handles `key`.
+    pub fn key(&mut self, key: &KeyEvent) -> PopupAction {
         match key.code {
-            KeyCode::Up => popup.up(),
-            KeyCode::Down => popup.down(),
-            KeyCode::Enter | KeyCode::Tab => {
-                let popup = self.popup.take().expect("checked above");
-                self.accept_completion(&popup);
-            }
-            KeyCode::Esc => self.popup = None,
-            _ => return false,
+            KeyCode::Up => self.up(),
+            KeyCode::Down => self.down(),
+            KeyCode::Enter | KeyCode::Tab => return self.accept(),
+            KeyCode::Esc => return PopupAction::Close,
+            _ => return PopupAction::Pass,
         }
-        true
+        PopupAction::None
     }
 
-    /// The completion popup for the word before the cursor, if anything completes it.
-    pub(crate) fn completions(&self) -> Option<Popup> {
-        match &self.words {
-            Words::Ready(index) => open(&self.buf, index, self.cursor),
-            Words::Building(_) => None,
+    /// Taking the chosen word.
+    pub fn accept(&self) -> PopupAction {
+        PopupAction::Accept {
+            range: self.word.clone(),
+            word: self.chosen().to_string(),
         }
     }
 
-    /// Opens the completion popup (Tab: completes at once when one word fits). Returns whether
-    /// there was anything to complete.
-    pub(crate) fn complete(&mut self, tab: bool) -> bool {
-        if matches!(self.words, Words::Building(_)) {
-            if !tab {
-                self.info("still indexing the words of this file…");
-            }
-            return false;
-        }
-        match self.completions() {
-            Some(p) if tab && p.items.len() == 1 => {
-                self.accept_completion(&p);
-                true
-            }
-            Some(p) => {
-                self.popup = Some(p);
-                true
-            }
-            None => {
-                if !tab {
-                    self.info("no completions");
-                }
-                false
-            }
-        }
-    }
-
-    fn accept_completion(&mut self, popup: &Popup) {
-        let word = popup.chosen().to_string();
-        self.seal();
-        if self.edit(popup.word.clone(), &word, true) {
-            self.cursor = popup.word.start + word.chars().count();
-            self.anchor = None;
-        }
-        self.seal();
+    /// The text changed: `map` moves the word being completed.
+    pub fn text_changed(&mut self, map: impl Fn(usize) -> usize) {
+        self.word = map(self.word.start)..map(self.word.end);
     }
 }
 
@@ -175,5 +147,27 @@ mod tests {
         // "alpha" is complete: nothing longer starts with it.
         assert!(open(&buf, &index, 5).is_none());
         assert!(open(&GapBuffer::from_text("x "), &WordIndex::new(), 2).is_none());
+    }
+
+    #[test]
+    fn keys_move_the_choice_and_accept_it() {
+        let buf = GapBuffer::from_text("alpha alpine alpha al");
+        let index = WordIndex::build(&buf);
+        let mut p = open(&buf, &index, 21).unwrap();
+        let key = |code| KeyEvent::from(code);
+        assert_eq!(p.key(&key(KeyCode::Down)), PopupAction::None);
+        assert_eq!(p.chosen(), "alpine");
+        assert_eq!(p.key(&key(KeyCode::Down)), PopupAction::None);
+        assert_eq!(p.key(&key(KeyCode::Up)), PopupAction::None);
+        assert_eq!(p.key(&key(KeyCode::Char('x'))), PopupAction::Pass);
+        assert_eq!(p.key(&key(KeyCode::Esc)), PopupAction::Close);
+        p.text_changed(|p| p + 1);
+        assert_eq!(
+            p.key(&key(KeyCode::Tab)),
+            PopupAction::Accept {
+                range: 20..22,
+                word: "alpine".into()
+            }
+        );
     }
 }

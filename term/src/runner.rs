@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crossterm::event::{DisableBracketedPaste, EnableBracketedPaste};
 use crossterm::execute;
 
-use crate::app::{App, AppEvent, Doc};
+use crate::app::{App, AppEvent};
 use crate::view;
 
 /// The longest wait between two ticks (timers, countdowns).
@@ -28,9 +28,9 @@ pub fn run(mut app: App) -> io::Result<()> {
                 let _ = tx.send(AppEvent::Words(Box::new(App::build_index(text))));
             })?;
     }
-    if let Doc::Live(l) = &mut app.doc {
+    if let Some(session) = app.session() {
         let tx = tx.clone();
-        l.session.connect(Box::new(move |ev| {
+        session.connect(Box::new(move |ev| {
             let _ = tx.send(AppEvent::Net(ev));
         }))?;
     }
@@ -60,7 +60,7 @@ fn event_loop(
     loop {
         app.publish_cursor();
         terminal.draw(|frame| view::draw(frame, app))?;
-        if app.quit {
+        if app.quits() {
             return Ok(());
         }
         match rx.recv_timeout(TICK) {
@@ -69,7 +69,7 @@ fn event_loop(
             Err(RecvTimeoutError::Disconnected) => return Ok(()),
         }
         let until = Instant::now() + BATCH;
-        while Instant::now() < until && !app.quit {
+        while Instant::now() < until && !app.quits() {
             match rx.try_recv() {
                 Ok(ev) => app.handle(ev),
                 Err(_) => break,

@@ -1,7 +1,7 @@
 //! The search bar (Ctrl-F): incremental find with editor-core's KMP [`Searcher`], next and
 //! previous with wrap-around, a case toggle, replace and replace-all. [`SearchBar`] is its state;
-//! the `impl App` block at the end is what its keys do to the editor (replace-all goes through
-//! editor-core's `replace_all_with`, one undo step).
+//! a key changes the bar and returns a [`SearchAction`] for the editor to apply (the editor
+//! makes the replacements: it owns the text, the undo history and the replica).
 //!
 //! Nothing here keeps a list of all matches: the view asks for the matches inside the rows it
 //! draws ([`SearchBar::matches_in`]), and the "3 of 12" counter walks the matches once per query
@@ -17,11 +17,9 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use crossterm::event::KeyEvent;
-use editor_core::search::{replace_all_with, Query, Searcher};
-use editor_core::undo::History;
+use editor_core::search::{Query, Searcher};
 use editor_core::{GapBuffer, TextBuffer};
 
-use crate::app::{App, Doc, Mode};
 use crate::keymap::{self, FieldKey};
 
 /// The counter stops here and shows "10000+".
@@ -219,177 +217,163 @@ impl SearchBar {
     }
 }
 
-/// What the search bar's keys do to the editor.
-impl App {
-    pub(crate) fn open_search(&mut self) {
-        let sel = self.selection();
-        let query = sel
+/// What a key in the search bar asks of the editor.
+#[derive(Debug, Clone)]
+pub enum SearchAction {
+    /// Nothing changes outside the bar.
+    None,
+    /// Select this match.
+    Jump(Range<usize>),
+    /// The query has no match: drop the selection.
+    Unselect,
+    /// Replace the current match, `range`, with `with` (then [`SearchBar::replaced`]).
+    Replace { range: Range<usize>, with: String },
+    /// Replace every match of `searcher` with `with`, in one undo step (then
+    /// [`SearchBar::replaced_all`]).
+    ReplaceAll {
+        searcher: Box<Searcher>,
+        with: String,
+    },
+    /// Tell the user this.
+    Info(&'static str),
+    /// Close the bar.
+    Close,
+}
+
+/// The keys of the bar and what they ask of the editor.
+impl SearchBar {
+    /// The bar Ctrl-F opens: prefilled with the selection when it is one short line, searching
+    /// from the selection's start or the cursor.
+    pub fn open(buf: &GapBuffer, selection: Option<Range<usize>>, cursor: usize) -> SearchBar {
+        let query = selection
             .clone()
             .filter(|r| r.len() <= 200)
-            .and_then(|r| self.buf.slice(r).ok())
+            .and_then(|r| buf.slice(r).ok())
             .filter(|s| !s.contains('\n'))
             .unwrap_or_default();
-        let origin = sel.map_or(self.cursor, |r| r.start);
+        let origin = selection.map_or(cursor, |r| r.start);
         let mut bar = SearchBar::new(origin, query);
         if !bar.query.is_empty() {
-            bar.refresh(&self.buf);
+            bar.refresh(buf);
         }
-        self.popup = None;
-        self.mode = Mode::Search(Box::new(bar));
-        self.show_match();
+        bar
     }
 
-    /// Selects the current match.
-    pub(crate) fn show_match(&mut self) {
-        if let Mode::Search(bar) = &self.mode {
-            if let Some(m) = &bar.current {
-                self.anchor = Some(m.start);
-                self.cursor = m.end;
-            }
+    /// Selecting the current match, if there is one.
+    pub fn jump(&self) -> SearchAction {
+        self.current
+            .clone()
+            .map_or(SearchAction::None, SearchAction::Jump)
+    }
+
+    /// What the editor shows after a key: the current match selected, or no selection when
+    /// the query matches nothing.
+    fn shown(&self) -> SearchAction {
+        match &self.current {
+            None if !self.query.is_empty() => SearchAction::Unselect,
+            _ => self.jump(),
         }
     }
 
-    pub(crate) fn search_key(&mut self, key: &KeyEvent) {
+    /// Handles `key`; `cursor` is where Next and Prev start without a current match.
+    pub fn key(&mut self, key: &KeyEvent, buf: &GapBuffer, cursor: usize) -> SearchAction {
         let Some(k) = keymap::field_key(key) else {
-            return;
+            return SearchAction::None;
         };
-        let Mode::Search(bar) = &mut self.mode else {
-            return;
-        };
-        let buf = &self.buf;
         match k {
-            FieldKey::Insert(c) => match bar.focus {
-                Field::Find => bar.push(c, buf),
-                Field::Replace => bar.replacement.get_or_insert_with(String::new).push(c),
+            FieldKey::Insert(c) => match self.focus {
+                Field::Find => self.push(c, buf),
+                Field::Replace => self.replacement.get_or_insert_with(String::new).push(c),
             },
-            FieldKey::Backspace => match bar.focus {
-                Field::Find => bar.pop(buf),
+            FieldKey::Backspace => match self.focus {
+                Field::Find => self.pop(buf),
                 Field::Replace => {
-                    bar.replacement.get_or_insert_with(String::new).pop();
+                    self.replacement.get_or_insert_with(String::new).pop();
                 }
             },
-            FieldKey::Accept if bar.focus == Field::Replace => {
-                self.replace_one();
-                return;
+            FieldKey::Accept if self.focus == Field::Replace => {
+                return self.replace_current(buf, cursor);
             }
             FieldKey::Accept | FieldKey::Next => {
-                bar.next(buf, self.cursor);
+                self.next(buf, cursor);
             }
             FieldKey::Prev => {
-                bar.prev(buf, self.cursor);
+                self.prev(buf, cursor);
             }
             FieldKey::SwitchField => {
-                if bar.replacement.is_some() {
-                    bar.focus = match bar.focus {
-                        Field::Find => Field::Replace,
-                        Field::Replace => Field::Find,
-                    };
+                if self.replacement.is_some() {
+                    self.switch_field();
                 }
             }
-            FieldKey::ToggleCase => bar.toggle_case(buf),
+            FieldKey::ToggleCase => self.toggle_case(buf),
             FieldKey::Replace => {
-                bar.replacement.get_or_insert_with(String::new);
-                bar.focus = match bar.focus {
-                    Field::Find => Field::Replace,
-                    Field::Replace => Field::Find,
-                };
+                self.replacement.get_or_insert_with(String::new);
+                self.switch_field();
             }
             FieldKey::ReplaceAll => {
-                self.replace_all();
-                return;
+                return match &self.replacement {
+                    Some(with) => SearchAction::ReplaceAll {
+                        searcher: Box::new(self.searcher.clone()),
+                        with: with.clone(),
+                    },
+                    None => SearchAction::Info("Ctrl-R first, to type the replacement"),
+                };
             }
-            FieldKey::Cancel => {
-                self.mode = Mode::Edit;
-                return;
-            }
-            FieldKey::Other => return,
+            FieldKey::Cancel => return SearchAction::Close,
+            FieldKey::Other => return SearchAction::None,
         }
-        if let Mode::Search(bar) = &self.mode {
-            if bar.current.is_none() && !bar.query.is_empty() {
-                self.anchor = None;
-            }
-        }
-        self.show_match();
+        self.shown()
     }
 
-    fn replace_one(&mut self) {
-        let Mode::Search(bar) = &self.mode else {
-            return;
+    fn switch_field(&mut self) {
+        self.focus = match self.focus {
+            Field::Find => Field::Replace,
+            Field::Replace => Field::Find,
         };
-        let replacement = bar.replacement.clone().unwrap_or_default();
-        let Some(m) = bar.current_valid(&self.buf) else {
-            if let Mode::Search(bar) = &mut self.mode {
-                bar.next(&self.buf, self.cursor);
-            }
-            self.show_match();
-            return;
-        };
-        self.seal();
-        if self.edit(m.clone(), &replacement, true) {
-            let end = m.start + replacement.chars().count();
-            self.cursor = end;
-            self.anchor = None;
-            if let Mode::Search(bar) = &mut self.mode {
-                bar.current = None;
-                if bar.next(&self.buf, end).is_none() {
-                    self.info("no more matches");
-                }
-            }
-            self.show_match();
-        }
-        self.seal();
     }
 
-    fn replace_all(&mut self) {
-        let Mode::Search(bar) = &self.mode else {
-            return;
-        };
-        let Some(replacement) = bar.replacement.clone() else {
-            self.info("Ctrl-R first, to type the replacement");
-            return;
-        };
-        if let Some(why) = self.read_only() {
-            self.warn(format!("read-only: {why}"));
-            return;
-        }
-        let searcher = bar.searcher().clone();
-        let mut scratch = History::new();
-        let App {
-            buf,
-            words,
-            history,
-            doc,
-            ..
-        } = self;
-        let (history, mut session) = match doc {
-            Doc::File(_) => (history, None),
-            Doc::Live(l) => (&mut scratch, Some(&mut l.session)),
-        };
-        if let Some(s) = session.as_deref_mut() {
-            s.seal();
-        }
-        let result = replace_all_with(buf, &searcher, &replacement, history, |b, r, t| {
-            if let Some(s) = session.as_deref_mut() {
-                s.local_edit(b, r.clone(), t);
+    /// Enter in the replace field: replace the current match if it still matches, else move
+    /// on to the next one.
+    fn replace_current(&mut self, buf: &GapBuffer, cursor: usize) -> SearchAction {
+        match self.current_valid(buf) {
+            Some(range) => SearchAction::Replace {
+                range,
+                with: self.replacement.clone().unwrap_or_default(),
+            },
+            None => {
+                self.next(buf, cursor);
+                self.jump()
             }
-            words.apply(b, r, t)
-        });
-        if let Some(s) = session {
-            s.seal();
         }
-        match result {
-            Ok(0) => self.info("no matches"),
-            Ok(n) => {
-                self.cursor = self.cursor.min(self.buf.len_chars());
-                self.anchor = None;
-                self.changed();
-                if let Mode::Search(bar) = &mut self.mode {
-                    bar.current = None;
-                    bar.text_changed(|p| p);
-                }
-                self.info(format!("replaced {n} matches"));
+    }
+
+    /// The editor replaced the current match, up to `end`: on to the next match. Returns
+    /// whether there is one.
+    pub fn replaced(&mut self, buf: &GapBuffer, end: usize) -> bool {
+        self.current = None;
+        self.next(buf, end).is_some()
+    }
+
+    /// The editor replaced every match.
+    pub fn replaced_all(&mut self) {
+        self.current = None;
+        self.text_changed(|p| p);
+    }
+
+    /// Pasted text (its first line) goes into the focused field.
+    pub fn paste(&mut self, line: &str, buf: &GapBuffer) -> SearchAction {
+        match self.focus {
+            Field::Find => {
+                self.query.push_str(line);
+                self.refresh(buf);
+                self.jump()
             }
-            Err(e) => self.warn(format!("replace all stopped: {e}")),
+            Field::Replace => {
+                self.replacement
+                    .get_or_insert_with(String::new)
+                    .push_str(line);
+                SearchAction::None
+            }
         }
     }
 }
@@ -424,5 +408,46 @@ mod tests {
         bar.pop(&buf);
         assert_eq!(bar.current, Some(16..19));
         assert_eq!(bar.matches_in(&buf, 0..12), vec![8..11]);
+    }
+
+    #[test]
+    fn keys_return_what_the_editor_does() {
+        use crossterm::event::{KeyCode, KeyModifiers};
+        let buf = GapBuffer::from_text("one two one");
+        let key = |c| KeyEvent::from(KeyCode::Char(c));
+        let ctrl = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL);
+        let mut bar = SearchBar::open(&buf, Some(4..7), 4);
+        assert_eq!(bar.query, "two");
+        assert!(matches!(bar.jump(), SearchAction::Jump(r) if r == (4..7)));
+        assert!(matches!(
+            bar.key(&key('x'), &buf, 0),
+            SearchAction::Unselect
+        ));
+        assert!(matches!(
+            bar.key(&KeyEvent::from(KeyCode::Backspace), &buf, 0),
+            SearchAction::Jump(r) if r == (4..7)
+        ));
+        // Replace-all needs a replacement first.
+        assert!(matches!(
+            bar.key(&ctrl('a'), &buf, 0),
+            SearchAction::Info(_)
+        ));
+        bar.key(&ctrl('r'), &buf, 0);
+        assert_eq!(bar.focus, Field::Replace);
+        bar.key(&key('0'), &buf, 0);
+        assert!(matches!(
+            bar.key(&KeyEvent::from(KeyCode::Enter), &buf, 0),
+            SearchAction::Replace { range, with } if range == (4..7) && with == "0"
+        ));
+        assert!(matches!(bar.paste("!", &buf), SearchAction::None));
+        assert_eq!(bar.replacement.as_deref(), Some("0!"));
+        assert!(matches!(
+            bar.key(&ctrl('a'), &buf, 0),
+            SearchAction::ReplaceAll { with, .. } if with == "0!"
+        ));
+        assert!(matches!(
+            bar.key(&KeyEvent::from(KeyCode::Esc), &buf, 0),
+            SearchAction::Close
+        ));
     }
 }

@@ -67,27 +67,24 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
         frame.render_widget(Paragraph::new("quire: the window is too small"), area);
         return;
     }
-    let bar_rows = match &app.mode {
+    let bar_rows = match app.mode() {
         Mode::Search(bar) if bar.replacement.is_some() => 2,
         Mode::Search(_) => 1,
         _ => 0,
     };
     let text_rows = area.height - 2 - bar_rows;
-    let digits = app.buf.len_lines().to_string().len().max(3) as u16;
+    let digits = app.buf().len_lines().to_string().len().max(3) as u16;
     let gutter = digits + 1;
     let text_area = Rect::new(area.x + gutter, area.y, area.width - gutter, text_rows);
     app.scroll_to_cursor(text_area.height as usize, text_area.width as usize);
 
-    let peers: Vec<Peer> = match &mut app.doc {
-        Doc::Live(l) => l.session.peers(&app.buf).to_vec(),
-        Doc::File(_) => Vec::new(),
-    };
+    let peers = app.peers();
     let visible = visible_chars(app, text_rows as usize);
     let highlights = highlights(app, &peers, visible);
     let cursor = draw_text(frame.buffer_mut(), app, area, gutter, &highlights, &peers);
 
     let mut y = area.y + text_rows;
-    if let Mode::Search(_) = app.mode {
+    if let Mode::Search(_) = app.mode() {
         let pos = draw_search_bar(frame, app, Rect::new(area.x, y, area.width, bar_rows));
         frame.set_cursor_position(pos);
         y += bar_rows;
@@ -107,16 +104,16 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
     ) {
         frame.set_cursor_position(pos);
     }
-    if let (Some(popup), Some(at)) = (&app.popup, cursor) {
+    if let (Some(popup), Some(at)) = (app.popup(), cursor) {
         draw_popup(frame, popup, at, text_area);
     }
 }
 
 /// The chars of the rows on screen.
 fn visible_chars(app: &App, rows: usize) -> Range<usize> {
-    let buf = &app.buf;
-    let start = buf.line_to_char(app.top).unwrap_or(0);
-    let last = (app.top + rows).min(buf.len_lines());
+    let buf = app.buf();
+    let start = buf.line_to_char(app.viewport().top()).unwrap_or(0);
+    let last = (app.viewport().top() + rows).min(buf.len_lines());
     let end = buf.line_to_char(last).unwrap_or(buf.len_chars());
     start..end
 }
@@ -132,8 +129,8 @@ fn highlights(app: &App, peers: &[Peer], visible: Range<usize>) -> Highlights {
             layers.push((vec![range], style));
         }
     }
-    if let Mode::Search(bar) = &app.mode {
-        layers.push((bar.matches_in(&app.buf, visible), MATCH));
+    if let Mode::Search(bar) = app.mode() {
+        layers.push((bar.matches_in(app.buf(), visible), MATCH));
     }
     if let Some(sel) = app.selection() {
         layers.push((vec![sel], SELECTION));
@@ -154,17 +151,17 @@ fn draw_text(
     hl: &Highlights,
     peers: &[Peer],
 ) -> Option<Position> {
-    let buf = &app.buf;
-    let tab = app.settings.tab_width;
-    let rows = app.text_rows;
-    let cols = app.text_cols;
-    let left = app.left;
+    let buf = app.buf();
+    let tab = app.settings().tab_width;
+    let rows = app.viewport().rows();
+    let cols = app.viewport().cols();
+    let left = app.viewport().left();
     let cursor_line = buf
-        .char_to_line(app.cursor.min(buf.len_chars()))
+        .char_to_line(app.cursor().min(buf.len_chars()))
         .unwrap_or(0);
     let mut cursor_pos = None;
     for row in 0..rows {
-        let line = app.top + row;
+        let line = app.viewport().top() + row;
         let y = area.y + row as u16;
         if line >= buf.len_lines() {
             out.set_string(
@@ -201,7 +198,7 @@ fn draw_text(
             let visible_from = cell.col.max(left);
             let x = x0 + (visible_from - left) as u16;
             let room = left + cols - visible_from;
-            if line == cursor_line && cell.chars.contains(&app.cursor) {
+            if line == cursor_line && cell.chars.contains(&app.cursor()) {
                 cursor_pos = Some(Position::new(x, y));
             }
             match &cell.symbol {
@@ -222,7 +219,7 @@ fn draw_text(
         // The end of the line: the cursor, a selected line break, a collaborator's caret.
         if cap == range.end && end_col >= left && end_col < left + cols {
             let x = x0 + (end_col - left) as u16;
-            if line == cursor_line && app.cursor == range.end {
+            if line == cursor_line && app.cursor() == range.end {
                 cursor_pos = Some(Position::new(x, y));
             }
             let style = hl.style_at(range.end);
@@ -263,13 +260,12 @@ fn draw_text(
 
 /// The search bar; returns where the terminal cursor goes (the focused field's end).
 fn draw_search_bar(frame: &mut Frame, app: &mut App, area: Rect) -> Position {
-    let Mode::Search(bar) = &mut app.mode else {
-        return Position::new(area.x, area.y);
+    let count = match app.mode() {
+        Mode::Search(bar) if !bar.query.is_empty() => app.search_count(),
+        _ => None,
     };
-    let count = if bar.query.is_empty() {
-        None
-    } else {
-        bar.count(&app.buf)
+    let Mode::Search(bar) = app.mode() else {
+        return Position::new(area.x, area.y);
     };
     let count = match count {
         _ if bar.query.is_empty() => String::new(),
@@ -345,10 +341,10 @@ pub fn conn_label(conn: &Conn, now: Instant) -> (String, Color) {
 
 fn draw_status(out: &mut Buffer, app: &mut App, peers: &[Peer], area: Rect) {
     out.set_style(area, STATUS);
-    let (name, extra) = match &app.doc {
+    let (name, extra) = match app.doc() {
         Doc::File(f) => {
             let mut extra = String::new();
-            if app.modified {
+            if app.is_modified() {
                 extra.push_str(" [+]");
             }
             if f.read_only.is_some() {
@@ -364,7 +360,7 @@ fn draw_status(out: &mut Buffer, app: &mut App, peers: &[Peer], area: Rect) {
         Span::styled(format!(" {name}"), STATUS.add_modifier(Modifier::BOLD)),
         Span::styled(extra, STATUS),
     ];
-    if let Doc::Live(l) = &app.doc {
+    if let Doc::Live(l) = app.doc() {
         let (label, color) = conn_label(&l.session.conn, Instant::now());
         spans.push(Span::styled("  ", STATUS));
         spans.push(Span::styled(label, STATUS.fg(color).bg(Color::Black)));
@@ -379,22 +375,27 @@ fn draw_status(out: &mut Buffer, app: &mut App, peers: &[Peer], area: Rect) {
         }
     }
     let (line, _) = app
-        .buf
-        .char_to_line_col(app.cursor.min(app.buf.len_chars()))
+        .buf()
+        .char_to_line_col(app.cursor().min(app.buf().len_chars()))
         .unwrap_or((0, 0));
-    let range = layout::line_range(&app.buf, line);
+    let range = layout::line_range(app.buf(), line);
     let col = app
-        .buf
+        .buf()
         .slice(
             range.start
                 ..app
-                    .cursor
+                    .cursor()
                     .max(range.start)
                     .min(range.start + layout::WINDOW),
         )
         .map(|s| unicode_segmentation::UnicodeSegmentation::graphemes(s.as_str(), true).count())
         .unwrap_or(0);
-    let pos = format!("Ln {}/{}, Col {} ", line + 1, app.buf.len_lines(), col + 1);
+    let pos = format!(
+        "Ln {}/{}, Col {} ",
+        line + 1,
+        app.buf().len_lines(),
+        col + 1
+    );
     let line_w = Line::from(spans);
     let left_w = line_w.width() as u16;
     out.set_line(area.x, area.y, &line_w, area.width);
@@ -406,15 +407,15 @@ fn draw_status(out: &mut Buffer, app: &mut App, peers: &[Peer], area: Rect) {
 
 /// The message line; returns the cursor position when it holds an input field.
 fn draw_message(out: &mut Buffer, app: &App, area: Rect) -> Option<Position> {
-    let (text, style, input) = match &app.mode {
+    let (text, style, input) = match app.mode() {
         Mode::Ask(q) => {
-            let path = match &app.doc {
+            let path = match app.doc() {
                 Doc::File(f) => f.path.display().to_string(),
                 Doc::Live(l) => l.session.doc_name.clone(),
             };
             let text = match q {
                 Question::QuitUnsaved => format!("Save changes to {path} before quitting? (y)es (n)o, Esc cancels"),
-                Question::QuitUnsynced => match &app.doc {
+                Question::QuitUnsynced => match app.doc() {
                     Doc::Live(l) if l.copy.is_some() => format!(
                         "Offline: your latest edits have not reached the server (they stay in {}). Quit anyway? (y/n)",
                         l.copy.as_ref().map_or(String::new(), |p| p.display().to_string())
@@ -427,7 +428,7 @@ fn draw_message(out: &mut Buffer, app: &App, area: Rect) -> Option<Position> {
             let input = matches!(q, Question::SaveCopyAs(_));
             (text, Style::new().fg(Color::Black).bg(Color::Yellow), input)
         }
-        _ => match &app.message {
+        _ => match app.message() {
             Some((m, Level::Warn, _)) => (m.clone(), Style::new().fg(Color::LightRed), false),
             Some((m, Level::Info, _)) => (m.clone(), Style::default(), false),
             None => (String::new(), Style::default(), false),
