@@ -181,21 +181,24 @@ macro_rules! both_stores {
     };
 }
 
-/// A small deterministic PRNG (xorshift64*) so a failing random test can be replayed: the seed
-/// comes from `QUIRE_TEST_SEED` or the clock, and is printed.
+/// A small deterministic PRNG (xorshift64*) so a random test is reproducible: by default its
+/// seed is fixed per test (a hash of its label), so every run checks the same cases;
+/// `QUIRE_TEST_SEED=N` replays seed N and `QUIRE_TEST_SEED=random` explores from the clock.
 pub struct Rng(u64);
 
 impl Rng {
-    /// Seeded from `QUIRE_TEST_SEED` if set, else from the clock; prints the seed with `label`.
+    /// Seeded from `QUIRE_TEST_SEED` if set, else from `label`; prints the seed with `label`.
     pub fn from_env(label: &str) -> Rng {
-        let seed = std::env::var("QUIRE_TEST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| d.as_nanos() as u64)
-            });
+        let seed = match std::env::var("QUIRE_TEST_SEED").ok().as_deref() {
+            Some("random") => clock_seed(),
+            Some(s) => s
+                .parse()
+                .unwrap_or_else(|_| panic!("QUIRE_TEST_SEED={s:?}: give a number, or `random`")),
+            // FNV-1a: the same label gives the same seed on every machine and build.
+            None => label.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+            }),
+        };
         eprintln!("{label}: QUIRE_TEST_SEED={seed}");
         Rng::new(seed)
     }
@@ -219,4 +222,11 @@ impl Rng {
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
     }
+}
+
+/// A seed from the clock, for opt-in exploration (`QUIRE_TEST_SEED=random`, `QUIRE_SIM_SEED=random`).
+pub fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
 }

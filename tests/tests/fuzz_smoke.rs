@@ -1,7 +1,9 @@
 //! Bounded smoke runs of the fuzz targets' bodies (`quire_backend::fuzzing`, the same functions
 //! `fuzz/fuzz_targets/*.rs` run under cargo-fuzz) with seeded structured and random inputs, so
-//! the default `cargo test` exercises them too. `QUIRE_FUZZ_SECS` sets each target's time
-//! (default 3 s); `QUIRE_TEST_SEED` replays a run (the seed is printed).
+//! the default `cargo test` exercises them too. By default each target runs a fixed number of
+//! inputs from a fixed seed, so every run checks the same inputs; `QUIRE_FUZZ_INPUTS=N` changes
+//! the number, `QUIRE_FUZZ_SECS=S` runs each target for S seconds instead, and
+//! `QUIRE_TEST_SEED=N|random` picks the seed (printed) — exploration, not the gate.
 
 use std::time::{Duration, Instant};
 
@@ -16,14 +18,34 @@ const PIECES: &[&str] = &[
     "a", "bc", " ", "\n", "é", "中文", "🦀", "👍🏽", "e\u{301}", "\u{0}", "\"", "\\", "xyz\n",
 ];
 
-fn budget() -> Duration {
-    Duration::from_secs_f64(
-        std::env::var("QUIRE_FUZZ_SECS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(3.0),
-    )
+/// How many inputs a target runs: a fixed count (the gate), or until a time (exploration).
+enum Budget {
+    Inputs(u64),
+    Until(Instant),
 }
+
+impl Budget {
+    fn new(default_inputs: u64) -> Budget {
+        let env = |name: &str| std::env::var(name).ok().and_then(|s| s.parse::<f64>().ok());
+        match (env("QUIRE_FUZZ_SECS"), env("QUIRE_FUZZ_INPUTS")) {
+            (Some(secs), _) => Budget::Until(Instant::now() + Duration::from_secs_f64(secs)),
+            (None, Some(n)) => Budget::Inputs(n as u64),
+            (None, None) => Budget::Inputs(default_inputs),
+        }
+    }
+
+    fn more(&self, runs: u64) -> bool {
+        match self {
+            Budget::Inputs(n) => runs < *n,
+            Budget::Until(t) => Instant::now() < *t,
+        }
+    }
+}
+
+// Inputs per target in the default run: about what 3 s of the debug build used to run.
+const WS_FRAME_INPUTS: u64 = 30_000;
+const REST_EDITS_INPUTS: u64 = 20_000;
+const DIFF_INPUTS: u64 = 20_000;
 
 fn random_text(rng: &mut Rng, max_pieces: usize) -> String {
     (0..rng.below(max_pieces + 1))
@@ -91,9 +113,9 @@ fn valid_frame(rng: &mut Rng) -> Vec<u8> {
 #[test]
 fn ws_frame_target() {
     let mut rng = Rng::from_env("fuzz_smoke ws_frame");
-    let deadline = Instant::now() + budget();
+    let budget = Budget::new(WS_FRAME_INPUTS);
     let mut runs = 0u64;
-    while Instant::now() < deadline {
+    while budget.more(runs) {
         let mut frame = if rng.below(4) == 0 {
             (0..rng.below(64)).map(|_| rng.next_u64() as u8).collect()
         } else {
@@ -115,9 +137,9 @@ fn ws_frame_target() {
 #[test]
 fn rest_edits_target() {
     let mut rng = Rng::from_env("fuzz_smoke rest_edits");
-    let deadline = Instant::now() + budget();
+    let budget = Budget::new(REST_EDITS_INPUTS);
     let mut runs = 0u64;
-    while Instant::now() < deadline {
+    while budget.more(runs) {
         let text = random_text(&mut rng, 8);
         let len = text.chars().count() as u64;
         let edits: Vec<serde_json::Value> = (0..rng.below(4))
@@ -149,9 +171,9 @@ fn rest_edits_target() {
 #[test]
 fn diff_turns_old_into_new() {
     let mut rng = Rng::from_env("fuzz_smoke diff");
-    let deadline = Instant::now() + budget();
+    let budget = Budget::new(DIFF_INPUTS);
     let mut runs = 0u64;
-    while Instant::now() < deadline {
+    while budget.more(runs) {
         let old = random_text(&mut rng, 12);
         let mut new: Vec<char> = old.chars().collect();
         for _ in 0..rng.below(5) {
