@@ -873,6 +873,27 @@ pub fn replace_all<B: TextBuffer>(
 /// [`WordIndex::apply_edit`](crate::trie::WordIndex::apply_edit) so autocomplete follows). If
 /// `apply` fails, the replacements made so far stay applied and recorded as one step, and the
 /// error is returned.
+///
+/// # Examples
+///
+/// ```
+/// use editor_core::search::{replace_all_with, Query};
+/// use editor_core::trie::WordIndex;
+/// use editor_core::undo::History;
+/// use editor_core::{GapBuffer, TextBuffer};
+///
+/// let mut buf = GapBuffer::from_text("colour, colours");
+/// let mut index = WordIndex::build(&buf);
+/// let mut history = History::new();
+/// let s = Query::new("colour").compile();
+/// let n = replace_all_with(&mut buf, &s, "color", &mut history, |b, range, text| {
+///     index.apply_edit(b, range, text)
+/// })
+/// .unwrap();
+/// assert_eq!((n, buf.to_text().as_str()), (2, "color, colors"));
+/// // Autocomplete followed every replacement.
+/// assert_eq!((index.count("colour"), index.count("color")), (0, 1));
+/// ```
 pub fn replace_all_with<B, F>(
     buf: &mut B,
     searcher: &Searcher,

@@ -37,6 +37,9 @@ use crate::buffer::{PosError, TextBuffer};
 /// One change at char position `pos`: `deleted` was removed there and `inserted` put in its
 /// place. Storing both texts makes every edit invertible without looking at the buffer.
 ///
+/// Invariant (the caller's to keep): `deleted` is exactly the text at `pos` before the edit, so
+/// [`inverse`](Self::inverse) applied after it restores that text.
+///
 /// # Examples
 ///
 /// ```
