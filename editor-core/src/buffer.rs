@@ -18,6 +18,21 @@ use std::ops::Range;
 
 /// Why a position or range was refused. Each variant names the valid range, so an error shown to a
 /// user (or returned by the REST API) says what would have been accepted.
+///
+/// # Examples
+///
+/// ```
+/// use editor_core::{GapBuffer, PosError, TextBuffer};
+///
+/// let mut buf = GapBuffer::from_text("héllo");
+/// let err = buf.insert(9, "!").unwrap_err();
+/// assert_eq!(err, PosError::Char { pos: 9, len: 5 });
+/// assert_eq!(err.to_string(), "char position 9 is out of range: valid positions are 0..=5");
+/// // `é` is two bytes: byte 2 is inside it.
+/// assert_eq!(buf.byte_to_char(2), Err(PosError::NotCharBoundary { pos: 2 }));
+/// // The refused edit left the text as it was.
+/// assert_eq!(buf.to_text(), "héllo");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PosError {
     #[error("char position {pos} is out of range: valid positions are 0..={len}")]
@@ -45,7 +60,37 @@ pub enum PosError {
 /// A mutable UTF-8 text addressed by char index.
 ///
 /// `Default` is the empty text. All methods that take a position validate it first and leave the
-/// buffer unchanged on error.
+/// buffer unchanged on error. The invariants every implementation upholds are listed in the
+/// [module documentation](self).
+///
+/// # Examples
+///
+/// Code written against the trait runs on every buffer, with the same positions:
+///
+/// ```
+/// use editor_core::{GapBuffer, RopeBuffer, TextBuffer};
+///
+/// fn edit<B: TextBuffer>() -> B {
+///     let mut buf = B::from_text("hello\nworld");
+///     buf.insert(5, ", you").unwrap();
+///     buf.replace(11..16, "🌍").unwrap();
+///     buf
+/// }
+///
+/// for text in [edit::<GapBuffer>().to_text(), edit::<RopeBuffer>().to_text()] {
+///     assert_eq!(text, "hello, you\n🌍");
+/// }
+/// let buf: GapBuffer = edit();
+/// assert_eq!((buf.len_chars(), buf.len_bytes(), buf.len_utf16()), (12, 15, 13));
+/// assert_eq!(buf.len_lines(), 2);
+/// // The globe is one char, four UTF-8 bytes and a UTF-16 surrogate pair.
+/// assert_eq!(buf.char_to_byte(12).unwrap(), 15);
+/// assert_eq!(buf.char_to_utf16(12).unwrap(), 13);
+/// assert_eq!(buf.char_to_line_col(11).unwrap(), (1, 0));
+/// assert_eq!(buf.line_col_to_char(0, 10).unwrap(), 10);
+/// assert_eq!(buf.slice(7..10).unwrap(), "you");
+/// assert_eq!(buf.chunks().collect::<String>(), buf.to_text());
+/// ```
 pub trait TextBuffer: Default + Clone {
     /// A short name for reports and benchmarks ("rope", "gap").
     const NAME: &'static str;
@@ -136,6 +181,19 @@ pub trait TextBuffer: Default + Clone {
 }
 
 /// Checks that `range` is ordered and ends within `len` chars.
+///
+/// # Examples
+///
+/// ```
+/// use editor_core::buffer::check_range;
+/// use editor_core::PosError;
+///
+/// assert_eq!(check_range(&(2..5), 5), Ok(()));
+/// assert_eq!(check_range(&(2..6), 5), Err(PosError::Char { pos: 6, len: 5 }));
+/// #[allow(clippy::reversed_empty_ranges)]
+/// let reversed = 4..2;
+/// assert_eq!(check_range(&reversed, 5), Err(PosError::Reversed { start: 4, end: 2 }));
+/// ```
 pub fn check_range(range: &Range<usize>, len: usize) -> Result<(), PosError> {
     if range.start > range.end {
         return Err(PosError::Reversed {

@@ -542,6 +542,30 @@ struct Cursor {
 /// A text as a flat list of gap-buffer leaves with a cursor on the last edited one; see the
 /// [module documentation](self) for the design, its invariants and when to prefer
 /// [`RopeBuffer`](crate::RopeBuffer).
+///
+/// # Examples
+///
+/// ```
+/// use editor_core::{GapBuffer, TextBuffer};
+///
+/// let mut buf = GapBuffer::from_text("fn main() {}\n");
+/// // Typing lands in the gap the previous keystroke left.
+/// for (i, c) in "println!();".chars().enumerate() {
+///     buf.insert(11 + i, &c.to_string()).unwrap();
+/// }
+/// assert_eq!(buf.to_text(), "fn main() {println!();}\n");
+/// buf.remove(11..22).unwrap();
+/// assert_eq!(buf.to_text(), "fn main() {}\n");
+/// assert_eq!(buf.char_to_line(13).unwrap(), 1);
+/// assert_eq!(buf.leaf_capacity(), editor_core::gap::DEFAULT_LEAF_CAPACITY);
+///
+/// // A long text is cut into leaves; the invariants hold after every edit.
+/// let mut big = GapBuffer::from_text_with_leaf_capacity(&"abcdefgh\n".repeat(100), 64);
+/// assert!(big.leaf_count() > 1);
+/// big.replace(5..600, "").unwrap();
+/// assert_eq!(big.len_chars(), 900 - 595);
+/// assert_eq!(big.check_invariants(), Ok(()));
+/// ```
 #[derive(Clone)]
 pub struct GapBuffer {
     leaves: Vec<Leaf>,

@@ -25,4 +25,15 @@ pub use gap::GapBuffer;
 pub use rope::RopeBuffer;
 
 /// The buffer quire uses unless told otherwise (see BENCHMARKS.md for why).
+///
+/// # Examples
+///
+/// ```
+/// use editor_core::{DefaultBuffer, TextBuffer};
+///
+/// let mut buf = DefaultBuffer::default();
+/// buf.insert(0, "quire").unwrap();
+/// assert_eq!(buf.to_text(), "quire");
+/// assert_eq!(DefaultBuffer::NAME, "gap");
+/// ```
 pub type DefaultBuffer = GapBuffer;

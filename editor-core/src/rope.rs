@@ -10,6 +10,27 @@ use ropey::Rope;
 
 use crate::buffer::{check_range, PosError, TextBuffer};
 
+/// A [`TextBuffer`] backed by a `ropey::Rope`.
+///
+/// Invariants: the buffer is exactly its rope (no state of its own), so every count and
+/// conversion is ropey's, and the [`TextBuffer`] invariants hold because each method checks its
+/// positions before calling ropey (whose methods panic on bad input). Clones share leaves.
+///
+/// # Examples
+///
+/// ```
+/// use editor_core::{PosError, RopeBuffer, TextBuffer};
+///
+/// let mut buf = RopeBuffer::from_text("one\ntwo\n");
+/// buf.remove(0..4).unwrap();
+/// buf.insert(3, " three").unwrap();
+/// assert_eq!(buf.to_text(), "two three\n");
+/// assert_eq!(buf.len_lines(), 2);
+/// assert_eq!(buf.line_to_char(1).unwrap(), 10);
+/// assert_eq!(buf.remove(8..11), Err(PosError::Char { pos: 11, len: 10 }));
+/// // ropey's own API stays reachable.
+/// assert_eq!(buf.rope().line(0).to_string(), "two three\n");
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct RopeBuffer {
     rope: Rope,

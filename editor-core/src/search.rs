@@ -47,6 +47,18 @@ use crate::trie::is_word_char;
 use crate::undo::{Edit, History};
 
 /// What to look for, before it is compiled into a [`Searcher`].
+///
+/// # Examples
+///
+/// ```
+/// use editor_core::search::Query;
+///
+/// let q = Query::new("Foo").case_insensitive(true).whole_word(true);
+/// assert_eq!((q.pattern.as_str(), q.case_insensitive, q.whole_word), ("Foo", true, true));
+/// assert_eq!(Query::new("Foo"), Query { pattern: "Foo".into(), ..Query::default() });
+/// let searcher = q.compile();
+/// assert_eq!(searcher.query().pattern, "Foo");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Query {
     /// Matched literally: no wildcards or regex syntax, so any user text can be searched as is.
@@ -87,6 +99,23 @@ impl Query {
 
 /// One match, in the units callers need without a second conversion: chars for the editor API,
 /// bytes for storage-level work.
+///
+/// Invariants: `chars` and `bytes` cover the same text, and `chars` is as long as the pattern in
+/// chars (case folding is one char to one char).
+///
+/// # Examples
+///
+/// ```
+/// use editor_core::search::{Match, Query};
+/// use editor_core::{GapBuffer, TextBuffer};
+///
+/// let buf = GapBuffer::from_text("déjà vu, déjà");
+/// let found = Query::new("déjà").compile().find_all(&buf);
+/// assert_eq!(
+///     found,
+///     [Match { chars: 0..4, bytes: 0..6 }, Match { chars: 9..13, bytes: 11..17 }]
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Match {
     /// Char positions, the unit of the editor API and of [`TextBuffer`].
@@ -96,6 +125,30 @@ pub struct Match {
 }
 
 /// A compiled [`Query`]: the KMP failure table plus the skip heuristic's choice of bytes.
+///
+/// Invariants: the engine is fixed by the query (empty pattern: matches nothing; case-sensitive:
+/// KMP on bytes; case-insensitive: KMP on folded chars) and never changes, so one searcher can
+/// serve any number of searches on any buffers.
+///
+/// # Examples
+///
+/// ```
+/// use editor_core::search::Query;
+/// use editor_core::{GapBuffer, TextBuffer};
+///
+/// let buf = GapBuffer::from_text("Cat, cat, concat, CAT");
+/// let s = Query::new("cat").case_insensitive(true).whole_word(true).compile();
+/// let starts: Vec<usize> = s.find_all(&buf).iter().map(|m| m.chars.start).collect();
+/// assert_eq!(starts, [0, 5, 18]);
+/// // From a cursor, forwards and backwards.
+/// assert_eq!(s.find_next(&buf, 1).unwrap().map(|m| m.chars), Some(5..8));
+/// assert_eq!(s.find_prev(&buf, 18).unwrap().map(|m| m.chars), Some(5..8));
+/// // In a selection: the chars around it still decide what is a whole word.
+/// let inside: Vec<_> = s.find_in(&buf, 4..21).unwrap().map(|m| m.chars).collect();
+/// assert_eq!(inside, [5..8, 18..21]);
+/// // The empty pattern finds nothing.
+/// assert!(Query::new("").compile().find_all(&buf).is_empty());
+/// ```
 #[derive(Debug, Clone)]
 pub struct Searcher {
     query: Query,
@@ -169,6 +222,18 @@ struct FoldSkip {
 /// This agrees with the equivalence classes of Unicode 14's simple folding for every char
 /// (checked once against Python's `str.casefold`); chars std knows but that table did not are
 /// folded by the same rule.
+///
+/// # Examples
+///
+/// ```
+/// use editor_core::search::fold_char;
+///
+/// assert_eq!(fold_char('K'), fold_char('k'));
+/// assert_eq!(fold_char('\u{212A}'), fold_char('k')); // Kelvin sign
+/// assert_eq!(fold_char('Σ'), fold_char('ς'));
+/// assert_eq!(fold_char('İ'), 'İ'); // Turkic: folds only under Turkic rules
+/// assert_eq!(fold_char('7'), '7');
+/// ```
 pub fn fold_char(c: char) -> char {
     if c.is_ascii() {
         return c.to_ascii_lowercase();
@@ -776,6 +841,23 @@ impl<'a, B: TextBuffer, I: Iterator<Item = &'a str>> Iterator for Scan<'a, B, I>
 /// Replaces every match of `searcher` by `replacement`, last match first so earlier positions
 /// stay valid, and records the whole change as one undo step. Returns the number of matches
 /// replaced.
+///
+/// # Examples
+///
+/// ```
+/// use editor_core::search::{replace_all, Query};
+/// use editor_core::undo::History;
+/// use editor_core::{GapBuffer, TextBuffer};
+///
+/// let mut buf = GapBuffer::from_text("let x = x + x_1;");
+/// let mut history = History::new();
+/// let s = Query::new("x").whole_word(true).compile();
+/// assert_eq!(replace_all(&mut buf, &s, "total", &mut history).unwrap(), 2);
+/// assert_eq!(buf.to_text(), "let total = total + x_1;");
+/// // One undo step takes back every replacement.
+/// history.undo(&mut buf).unwrap();
+/// assert_eq!(buf.to_text(), "let x = x + x_1;");
+/// ```
 pub fn replace_all<B: TextBuffer>(
     buf: &mut B,
     searcher: &Searcher,
@@ -791,6 +873,27 @@ pub fn replace_all<B: TextBuffer>(
 /// [`WordIndex::apply_edit`](crate::trie::WordIndex::apply_edit) so autocomplete follows). If
 /// `apply` fails, the replacements made so far stay applied and recorded as one step, and the
 /// error is returned.
+///
+/// # Examples
+///
+/// ```
+/// use editor_core::search::{replace_all_with, Query};
+/// use editor_core::trie::WordIndex;
+/// use editor_core::undo::History;
+/// use editor_core::{GapBuffer, TextBuffer};
+///
+/// let mut buf = GapBuffer::from_text("colour, colours");
+/// let mut index = WordIndex::build(&buf);
+/// let mut history = History::new();
+/// let s = Query::new("colour").compile();
+/// let n = replace_all_with(&mut buf, &s, "color", &mut history, |b, range, text| {
+///     index.apply_edit(b, range, text)
+/// })
+/// .unwrap();
+/// assert_eq!((n, buf.to_text().as_str()), (2, "color, colors"));
+/// // Autocomplete followed every replacement.
+/// assert_eq!((index.count("colour"), index.count("color")), (0, 1));
+/// ```
 pub fn replace_all_with<B, F>(
     buf: &mut B,
     searcher: &Searcher,

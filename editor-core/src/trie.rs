@@ -46,6 +46,16 @@ use std::ops::Range;
 use crate::buffer::{check_range, PosError, TextBuffer};
 
 /// The one definition of "word char" shared by autocomplete and whole-word search.
+///
+/// # Examples
+///
+/// ```
+/// use editor_core::trie::is_word_char;
+///
+/// assert!(is_word_char('a') && is_word_char('_') && is_word_char('9'));
+/// assert!(is_word_char('é') && is_word_char('ж') && is_word_char('中'));
+/// assert!(!is_word_char('-') && !is_word_char(' ') && !is_word_char('\''));
+/// ```
 #[inline]
 pub fn is_word_char(c: char) -> bool {
     if c.is_ascii() {
@@ -96,6 +106,32 @@ impl Node {
 
 /// Words with counts, answering "the k best completions of this prefix" without visiting every
 /// word that has the prefix.
+///
+/// Invariants (see the module docs for why they keep top-k fast): a node's `best` is the best
+/// rank in its subtree; a node's cached list, where it has one, is a prefix of its subtree's
+/// completion order; `len()` counts the nodes that are a word (counted, or a keyword).
+///
+/// # Examples
+///
+/// ```
+/// use editor_core::trie::Trie;
+///
+/// let mut trie = Trie::with_keyword_base(1);
+/// for w in ["print", "println", "println", "private", "priority"] {
+///     trie.insert(w);
+/// }
+/// trie.add_keyword("pub");
+/// // Ranked by score, then alphabetically; keywords score their base plus their count.
+/// assert_eq!(
+///     trie.top_k("pr", 3),
+///     [("println".to_string(), 2), ("print".to_string(), 1), ("priority".to_string(), 1)]
+/// );
+/// assert_eq!(trie.score("pub"), Some(1));
+/// assert_eq!((trie.len(), trie.count("println")), (5, 2));
+/// assert!(trie.remove("println"));
+/// assert!(!trie.remove("absent"));
+/// assert_eq!(trie.count("println"), 1);
+/// ```
 #[derive(Debug, Clone)]
 pub struct Trie {
     nodes: Vec<Node>,
@@ -844,6 +880,26 @@ fn cache_apply(nodes: &[Node], cache: &mut TopCache, v: u32, old: u32, new: u32,
 /// chars just outside the range are unchanged by the edit, so both calls see the same region —
 /// and the first forgets that region's words while the second counts them again.
 /// [`apply_edit`](Self::apply_edit) does all three steps.
+///
+/// Invariant: between edits, the trie counts exactly the words of the buffer (plus the
+/// keywords), as [`WordIndex::build`] on the current text would.
+///
+/// # Examples
+///
+/// ```
+/// use editor_core::trie::WordIndex;
+/// use editor_core::{GapBuffer, TextBuffer};
+///
+/// let mut buf = GapBuffer::from_text("alpha beta alpha");
+/// let mut index = WordIndex::build(&buf);
+/// assert_eq!(index.top_k("al", 5), [("alpha".to_string(), 2)]);
+/// // Typing into the middle of a word replaces that word in the index.
+/// index.apply_edit(&mut buf, 6..6, "al").unwrap();
+/// assert_eq!(buf.to_text(), "alpha albeta alpha");
+/// assert_eq!((index.count("beta"), index.count("albeta")), (0, 1));
+/// assert_eq!(index.top_k("al", 5), [("alpha".to_string(), 2), ("albeta".to_string(), 1)]);
+/// assert_eq!(index.trie().len(), WordIndex::build(&buf).trie().len());
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct WordIndex {
     trie: Trie,

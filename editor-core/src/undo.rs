@@ -36,6 +36,25 @@ use crate::buffer::{PosError, TextBuffer};
 
 /// One change at char position `pos`: `deleted` was removed there and `inserted` put in its
 /// place. Storing both texts makes every edit invertible without looking at the buffer.
+///
+/// Invariant (the caller's to keep): `deleted` is exactly the text at `pos` before the edit, so
+/// [`inverse`](Self::inverse) applied after it restores that text.
+///
+/// # Examples
+///
+/// ```
+/// use editor_core::undo::Edit;
+/// use editor_core::{GapBuffer, TextBuffer};
+///
+/// let mut buf = GapBuffer::from_text("hello world");
+/// let edit = Edit { pos: 6, deleted: "world".into(), inserted: "there".into() };
+/// assert_eq!(edit.deleted_range(), 6..11);
+/// edit.apply(&mut buf).unwrap();
+/// assert_eq!(buf.to_text(), "hello there");
+/// edit.inverse().apply(&mut buf).unwrap();
+/// assert_eq!(buf.to_text(), "hello world");
+/// assert_eq!(Edit::insert(0, "x").inverse(), Edit::delete(0, "x"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Edit {
     /// Char position where both texts start.
@@ -106,6 +125,37 @@ enum Run {
 }
 
 /// The undo and redo stacks of one local editor.
+///
+/// Invariants: no step is empty; applying the undo stack's steps inverted, newest first, takes
+/// the buffer back to where recording began; any new edit empties the redo stack.
+///
+/// # Examples
+///
+/// ```
+/// use editor_core::undo::History;
+/// use editor_core::{GapBuffer, TextBuffer};
+///
+/// let mut buf = GapBuffer::default();
+/// let mut history = History::new();
+/// // Typed one keystroke at a time, undone a word at a time.
+/// for (i, c) in "hi there".chars().enumerate() {
+///     history.apply(&mut buf, i..i, &c.to_string()).unwrap();
+/// }
+/// assert_eq!(history.undo(&mut buf).unwrap(), Some(2));
+/// assert_eq!(buf.to_text(), "hi");
+/// assert_eq!(history.redo(&mut buf).unwrap(), Some(8));
+/// assert_eq!(buf.to_text(), "hi there");
+///
+/// // A compound change is one step.
+/// history.begin_group();
+/// history.apply(&mut buf, 0..2, "Hi").unwrap();
+/// history.apply(&mut buf, 8..8, "!").unwrap();
+/// history.end_group();
+/// assert_eq!(buf.to_text(), "Hi there!");
+/// history.undo(&mut buf).unwrap();
+/// assert_eq!(buf.to_text(), "hi there");
+/// assert!(history.can_redo());
+/// ```
 #[derive(Debug, Clone)]
 pub struct History {
     undo: Vec<Step>,
