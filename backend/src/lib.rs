@@ -10,8 +10,11 @@
 //!   op log before relaying them, snapshots, unloads when idle.
 //! - [`store`]: documents, op log and snapshots in PostgreSQL or SQLite.
 //! - [`protocol`]: the Yjs sync protocol as `yrs::sync` implements it, close codes, id rules.
-//! - [`api`]: the REST API under `/api` (documents, text, edits on any version, history,
-//!   search, autocomplete, Yjs update export/import) and its OpenAPI document.
+//! - [`api`]: the REST API under `/api`, one module per resource (documents, text and edits on
+//!   any version, history, search and autocomplete, Yjs update export/import, tokens), their
+//!   shared extractors, and the OpenAPI document.
+//! - [`versions`]: a document at an older version, rebuilt from the op log off the actor (its
+//!   text, edits made on it, history char counts).
 //! - [`problem`]: RFC 9457 problem details, the body of every REST error.
 //! - [`edit`]: char-position edits turned into yrs operations; minimal diffs; edits on an older
 //!   version made on a rebuilt copy and merged as a concurrent update.
@@ -45,6 +48,7 @@ pub mod problem;
 pub mod protocol;
 pub mod server;
 pub mod store;
+pub mod versions;
 pub mod web;
 
 pub use config::Config;
