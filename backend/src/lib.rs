@@ -2,8 +2,10 @@
 //!
 //! # Layout
 //! - [`config`]: command line and environment settings.
-//! - [`server`]: the axum router, shared [`server::Context`], `/healthz` and `/readyz`, and
+//! - [`server`]: the axum router, the WebSocket upgrade, `/healthz` and `/readyz`, and
 //!   graceful shutdown.
+//! - [`context`]: the shared [`context::Context`]: settings, store, health, shutdown token, and
+//!   the tracker of document actors that shutdown waits for.
 //! - [`connection`]: one WebSocket: validates frames, forwards them to the document, writes back.
 //! - [`documents`]: the open documents, starting a document's actor on first use.
 //! - [`document`]: the document actor: owns the yrs `Doc` and `Awareness`, commits updates to the
@@ -36,6 +38,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod connection;
+pub mod context;
 pub mod document;
 pub mod documents;
 pub mod edit;

@@ -1,8 +1,9 @@
-//! The HTTP server: routes, shared context, health, and graceful shutdown (done once, here).
+//! The HTTP server: routes, the WebSocket upgrade, health, and graceful shutdown (done once,
+//! here).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -16,15 +17,12 @@ use axum::{Json, Router};
 use serde_json::json;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tower_http::trace::TraceLayer;
 
-use crate::auth::Auth;
 use crate::config::Config;
 use crate::connection;
+pub use crate::context::{ConnectionGuard, Context, Health};
 use crate::documents::Documents;
-use crate::limits::IpLimiter;
 use crate::metrics::{self, Limit};
 use crate::problem::Problem;
 use crate::protocol::validate_doc_id;
@@ -32,62 +30,6 @@ use crate::store::{DocState, Store, StoreError};
 
 /// Read and write buffer of each WebSocket.
 const SOCKET_BUFFER_BYTES: usize = 4 * 1024;
-
-/// What every part of the server shares.
-pub struct Context {
-    pub config: Config,
-    pub store: Store,
-    pub health: Health,
-    /// Cancelled once on SIGTERM/Ctrl-C; everything that runs watches it.
-    pub shutdown: CancellationToken,
-    /// Document actors, so shutdown can wait for their final flush.
-    pub tracker: TaskTracker,
-    /// Token checks (open when no secret is configured).
-    pub auth: Auth,
-    /// WebSocket connections per client IP.
-    pub ip_limiter: IpLimiter,
-}
-
-/// Live counters behind `/readyz`.
-#[derive(Default)]
-pub struct Health {
-    store_ok: AtomicBool,
-    last_store_error: Mutex<Option<String>>,
-    pub loading: AtomicUsize,
-    connections: Arc<AtomicUsize>,
-}
-
-impl Health {
-    pub fn store_ok(&self, ok: bool) {
-        self.store_ok.store(ok, Ordering::Relaxed);
-    }
-
-    pub fn store_error(&self, err: &StoreError) {
-        self.store_ok.store(false, Ordering::Relaxed);
-        *self
-            .last_store_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(err.to_string());
-    }
-
-    pub fn connections(&self) -> usize {
-        self.connections.load(Ordering::Relaxed)
-    }
-
-    /// Counts a connection until the returned guard drops.
-    pub fn connection_opened(&self) -> ConnectionGuard {
-        self.connections.fetch_add(1, Ordering::Relaxed);
-        ConnectionGuard(self.connections.clone())
-    }
-}
-
-pub struct ConnectionGuard(Arc<AtomicUsize>);
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
 
 #[derive(Clone)]
 struct AppState {
@@ -105,20 +47,7 @@ impl Server {
     /// Connects to the store (running migrations) and prepares the server.
     pub async fn new(config: Config) -> Result<Server, StoreError> {
         let store = Store::connect(&config.database_url).await?;
-        // `main` has already read `--auth-secret-file` into `auth_secret`.
-        let config_secret = config.auth_secret.clone();
-        let ctx = Arc::new(Context {
-            config,
-            store,
-            health: Health {
-                store_ok: AtomicBool::new(true),
-                ..Health::default()
-            },
-            shutdown: CancellationToken::new(),
-            tracker: TaskTracker::new(),
-            auth: Auth::new(config_secret),
-            ip_limiter: IpLimiter::default(),
-        });
+        let ctx = Arc::new(Context::new(config, store));
         if ctx.auth.enabled() {
             tracing::info!("access control on: every WebSocket and REST request needs a token (mint them with POST /api/tokens)");
         } else {

@@ -27,11 +27,11 @@ use tower_http::limit::RequestBodyLimitLayer;
 use utoipa::OpenApi;
 
 use crate::auth;
+use crate::context::Context;
 use crate::document::DocError;
 use crate::documents::Documents;
 use crate::edit::Edit;
 use crate::problem::{problem_layer, Problem};
-use crate::server::Context;
 use crate::store::{AtError, StoreError};
 use crate::versions::VersionError;
 
@@ -66,7 +66,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(
 ) -> Router<S> {
     let limit = ctx.config.max_body_bytes;
     let cors = cors_layer(&ctx.config.cors_origins);
-    let gate = middleware::from_fn_with_state(ctx.clone(), auth::rest_layer);
+    let gate = middleware::from_fn_with_state(ctx.auth.clone(), auth::rest_layer);
     let router = Router::new()
         .route(
             "/documents",
