@@ -57,7 +57,6 @@ async fn serve_conn(
     documents: Arc<Documents>,
     ctx: Arc<Context>,
 ) {
-    let _guard = ctx.health.connection_opened();
     metrics::get()
         .connections_total
         .fetch_add(1, Ordering::Relaxed);

@@ -1,5 +1,5 @@
 //! What every part of the server shares: settings, the store, health, the shutdown token, and
-//! the tracker of the document actors shutdown waits for.
+//! the trackers of the tasks shutdown waits for (document actors, WebSocket connections).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,6 +21,9 @@ pub struct Context {
     pub shutdown: CancellationToken,
     /// Document actors, so shutdown can wait for their final flush.
     pub tracker: TaskTracker,
+    /// WebSocket connection tasks, so shutdown can wait for their close frames (and
+    /// `/readyz` and `/metrics` can count them).
+    pub connections: TaskTracker,
     /// Token checks (open when no secret is configured); shared with the REST gate.
     pub auth: Arc<Auth>,
     /// WebSocket connections per client IP.
@@ -41,19 +44,24 @@ impl Context {
             },
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            connections: TaskTracker::new(),
             auth,
             ip_limiter: IpLimiter::default(),
         }
     }
+
+    /// Open WebSocket connections.
+    pub fn open_connections(&self) -> usize {
+        self.connections.len()
+    }
 }
 
-/// Live counters behind `/readyz`.
+/// Live state behind `/readyz`.
 #[derive(Default)]
 pub struct Health {
     store_ok: AtomicBool,
     last_store_error: Mutex<Option<String>>,
     pub loading: AtomicUsize,
-    connections: Arc<AtomicUsize>,
 }
 
 impl Health {
@@ -67,23 +75,5 @@ impl Health {
             .last_store_error
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(err.to_string());
-    }
-
-    pub fn connections(&self) -> usize {
-        self.connections.load(Ordering::Relaxed)
-    }
-
-    /// Counts a connection until the returned guard drops.
-    pub fn connection_opened(&self) -> ConnectionGuard {
-        self.connections.fetch_add(1, Ordering::Relaxed);
-        ConnectionGuard(self.connections.clone())
-    }
-}
-
-pub struct ConnectionGuard(Arc<AtomicUsize>);
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -3,9 +3,9 @@
 //! # Layout
 //! - [`config`]: command line and environment settings.
 //! - [`server`]: the axum router, the WebSocket upgrade, `/healthz` and `/readyz`, and
-//!   graceful shutdown.
+//!   graceful shutdown (one path, for `serve` and for embedded servers).
 //! - [`context`]: the shared [`context::Context`]: settings, store, health, shutdown token, and
-//!   the tracker of document actors that shutdown waits for.
+//!   the trackers of document actors and WebSocket connections that shutdown waits for.
 //! - [`connection`]: one WebSocket: validates frames, forwards them to the document, writes back.
 //! - [`documents`]: the open documents, starting a document's actor on first use.
 //! - [`document`]: the document actor: owns the yrs `Doc` and `Awareness`, commits updates to the
