@@ -31,7 +31,6 @@ use std::sync::Arc;
 
 use crate::metrics::ErrorKind;
 use crate::problem::Problem;
-use crate::server::Context;
 
 /// Longest lifetime `POST /api/tokens` grants: one year.
 pub const MAX_TOKEN_SECS: u64 = 365 * 86_400;
@@ -399,13 +398,13 @@ fn without_token(uri: &Uri) -> Option<Uri> {
 
 /// The REST API's gate (a layer on `/api`): every route but the OpenAPI document needs a
 /// token covering its document; read-only tokens may only GET; `/api/tokens` needs admin.
-pub async fn rest_layer(State(ctx): State<Arc<Context>>, mut req: Request, next: Next) -> Response {
+pub async fn rest_layer(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) -> Response {
     // The `token` parameter is ours, not the handlers'.
     let query_token = query_token(req.uri().query());
     if let Some(uri) = without_token(req.uri()) {
         *req.uri_mut() = uri;
     }
-    if !ctx.auth.enabled() {
+    if !auth.enabled() {
         return next.run(req).await;
     }
     let path = req.uri().path();
@@ -415,7 +414,7 @@ pub async fn rest_layer(State(ctx): State<Arc<Context>>, mut req: Request, next:
     }
     let token = bearer(req.headers()).or(query_token);
     let result = if path == "/tokens" || path.starts_with("/tokens/") {
-        ctx.auth.check(token.as_deref(), None, false).and_then(|a| {
+        auth.check(token.as_deref(), None, false).and_then(|a| {
             if a.role == Role::Admin {
                 Ok(a)
             } else {
@@ -427,7 +426,7 @@ pub async fn rest_layer(State(ctx): State<Arc<Context>>, mut req: Request, next:
             .strip_prefix("/documents/")
             .map(|rest| rest.split('/').next().unwrap_or(rest));
         let write = !matches!(*req.method(), Method::GET | Method::HEAD);
-        ctx.auth.check(token.as_deref(), doc, write)
+        auth.check(token.as_deref(), doc, write)
     };
     match result {
         Ok(access) => {

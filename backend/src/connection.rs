@@ -18,12 +18,12 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use crate::auth::{now_secs, Access};
+use crate::context::Context;
 use crate::document::{CloseReason, Command, ConnId};
 use crate::documents::Documents;
 use crate::limits::TokenBucket;
 use crate::metrics::{self, ErrorKind, Limit};
 use crate::protocol::{self, close, Incoming};
-use crate::server::Context;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
@@ -57,7 +57,6 @@ async fn serve_conn(
     documents: Arc<Documents>,
     ctx: Arc<Context>,
 ) {
-    let _guard = ctx.health.connection_opened();
     metrics::get()
         .connections_total
         .fetch_add(1, Ordering::Relaxed);

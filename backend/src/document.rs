@@ -30,12 +30,12 @@ use yrs::sync::{Awareness, AwarenessUpdate};
 use yrs::updates::decoder::Decode;
 use yrs::{ClientID, Doc, OffsetKind, Options, ReadTxn, StateVector, Transact, Update};
 
+use crate::context::Context;
 use crate::documents::Documents;
 use crate::edit::{self, Edit, EditError};
 use crate::metrics::{self, ErrorKind, Limit};
 use crate::mirror::{doc_text, text_of, Mirror, TEXT_NAME};
 use crate::protocol::{self, close, Incoming};
-use crate::server::Context;
 use crate::store::{Loaded, NewOp, StoredDoc};
 use quire_holdback::{Delivery, Holdback};
 

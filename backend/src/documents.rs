@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::context::Context;
 use crate::document::{Actor, ApiRequest, CloseReason, Command, ConnId, DocError, Reply};
 use crate::protocol::close;
-use crate::server::Context;
 
 /// Commands queued for one document before senders wait (back-pressure on the sockets).
 const INBOX: usize = 1024;

@@ -2,16 +2,21 @@
 //!
 //! # Layout
 //! - [`config`]: command line and environment settings.
-//! - [`server`]: the axum router, shared [`server::Context`], `/healthz` and `/readyz`, and
-//!   graceful shutdown.
+//! - [`server`]: the axum router, the WebSocket upgrade, `/healthz` and `/readyz`, and
+//!   graceful shutdown (one path, for `serve` and for embedded servers).
+//! - [`context`]: the shared [`context::Context`]: settings, store, health, shutdown token, and
+//!   the trackers of document actors and WebSocket connections that shutdown waits for.
 //! - [`connection`]: one WebSocket: validates frames, forwards them to the document, writes back.
 //! - [`documents`]: the open documents, starting a document's actor on first use.
 //! - [`document`]: the document actor: owns the yrs `Doc` and `Awareness`, commits updates to the
 //!   op log before relaying them, snapshots, unloads when idle.
 //! - [`store`]: documents, op log and snapshots in PostgreSQL or SQLite.
 //! - [`protocol`]: the Yjs sync protocol as `yrs::sync` implements it, close codes, id rules.
-//! - [`api`]: the REST API under `/api` (documents, text, edits on any version, history,
-//!   search, autocomplete, Yjs update export/import) and its OpenAPI document.
+//! - [`api`]: the REST API under `/api`, one module per resource (documents, text and edits on
+//!   any version, history, search and autocomplete, Yjs update export/import, tokens), their
+//!   shared extractors, and the OpenAPI document.
+//! - [`versions`]: a document at an older version, rebuilt from the op log off the actor (its
+//!   text, edits made on it, history char counts).
 //! - [`problem`]: RFC 9457 problem details, the body of every REST error.
 //! - [`edit`]: char-position edits turned into yrs operations; minimal diffs; edits on an older
 //!   version made on a rebuilt copy and merged as a concurrent update.
@@ -33,6 +38,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod connection;
+pub mod context;
 pub mod document;
 pub mod documents;
 pub mod edit;
@@ -45,6 +51,7 @@ pub mod problem;
 pub mod protocol;
 pub mod server;
 pub mod store;
+pub mod versions;
 pub mod web;
 
 pub use config::Config;

@@ -1,8 +1,9 @@
-//! The HTTP server: routes, shared context, health, and graceful shutdown (done once, here).
+//! The HTTP server: routes, the WebSocket upgrade, health, and graceful shutdown (done once,
+//! here, by [`shut_down`]).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -16,15 +17,12 @@ use axum::{Json, Router};
 use serde_json::json;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tower_http::trace::TraceLayer;
 
-use crate::auth::Auth;
 use crate::config::Config;
 use crate::connection;
+pub use crate::context::{Context, Health};
 use crate::documents::Documents;
-use crate::limits::IpLimiter;
 use crate::metrics::{self, Limit};
 use crate::problem::Problem;
 use crate::protocol::validate_doc_id;
@@ -33,61 +31,9 @@ use crate::store::{DocState, Store, StoreError};
 /// Read and write buffer of each WebSocket.
 const SOCKET_BUFFER_BYTES: usize = 4 * 1024;
 
-/// What every part of the server shares.
-pub struct Context {
-    pub config: Config,
-    pub store: Store,
-    pub health: Health,
-    /// Cancelled once on SIGTERM/Ctrl-C; everything that runs watches it.
-    pub shutdown: CancellationToken,
-    /// Document actors, so shutdown can wait for their final flush.
-    pub tracker: TaskTracker,
-    /// Token checks (open when no secret is configured).
-    pub auth: Auth,
-    /// WebSocket connections per client IP.
-    pub ip_limiter: IpLimiter,
-}
-
-/// Live counters behind `/readyz`.
-#[derive(Default)]
-pub struct Health {
-    store_ok: AtomicBool,
-    last_store_error: Mutex<Option<String>>,
-    pub loading: AtomicUsize,
-    connections: Arc<AtomicUsize>,
-}
-
-impl Health {
-    pub fn store_ok(&self, ok: bool) {
-        self.store_ok.store(ok, Ordering::Relaxed);
-    }
-
-    pub fn store_error(&self, err: &StoreError) {
-        self.store_ok.store(false, Ordering::Relaxed);
-        *self
-            .last_store_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(err.to_string());
-    }
-
-    pub fn connections(&self) -> usize {
-        self.connections.load(Ordering::Relaxed)
-    }
-
-    /// Counts a connection until the returned guard drops.
-    pub fn connection_opened(&self) -> ConnectionGuard {
-        self.connections.fetch_add(1, Ordering::Relaxed);
-        ConnectionGuard(self.connections.clone())
-    }
-}
-
-pub struct ConnectionGuard(Arc<AtomicUsize>);
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
+/// How long shutdown waits for connections to send their 1001 close frames once every
+/// document has flushed (and told its connections to close).
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 struct AppState {
@@ -105,20 +51,7 @@ impl Server {
     /// Connects to the store (running migrations) and prepares the server.
     pub async fn new(config: Config) -> Result<Server, StoreError> {
         let store = Store::connect(&config.database_url).await?;
-        // `main` has already read `--auth-secret-file` into `auth_secret`.
-        let config_secret = config.auth_secret.clone();
-        let ctx = Arc::new(Context {
-            config,
-            store,
-            health: Health {
-                store_ok: AtomicBool::new(true),
-                ..Health::default()
-            },
-            shutdown: CancellationToken::new(),
-            tracker: TaskTracker::new(),
-            auth: Auth::new(config_secret),
-            ip_limiter: IpLimiter::default(),
-        });
+        let ctx = Arc::new(Context::new(config, store));
         if ctx.auth.enabled() {
             tracing::info!("access control on: every WebSocket and REST request needs a token (mint them with POST /api/tokens)");
         } else {
@@ -169,13 +102,10 @@ impl Server {
         &self.documents
     }
 
-    /// Shuts down a server that was never served (embedded in a test): every document commits,
-    /// writes its final snapshot and closes its connections with 1001, then the store closes.
+    /// Shuts down a server that was never served (embedded in a test), as [`Server::serve`]
+    /// does after its signal: see [`shut_down`].
     pub async fn shutdown(self) {
-        self.ctx.shutdown.cancel();
-        self.ctx.tracker.close();
-        self.ctx.tracker.wait().await;
-        self.ctx.store.close().await;
+        shut_down(&self.ctx).await;
     }
 
     /// Serves until `signal` completes, then shuts down: stop accepting, flush every document
@@ -199,24 +129,36 @@ impl Server {
         )
         .with_graceful_shutdown(ctx.shutdown.clone().cancelled_owned())
         .await?;
-
-        let grace = Duration::from_secs(ctx.config.shutdown_grace_secs);
-        ctx.tracker.close();
-        if tokio::time::timeout(grace, ctx.tracker.wait())
-            .await
-            .is_err()
-        {
-            tracing::error!("documents did not flush within {} s; unflushed edits stay with their clients, which resend them on reconnect", grace.as_secs());
-        }
-        // Give connection tasks a moment to send their 1001 close frames.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while ctx.health.connections() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        ctx.store.close().await;
-        tracing::info!("shutdown complete");
+        shut_down(&ctx).await;
         Ok(())
     }
+}
+
+/// The one way down: cancel everything; wait (up to `--shutdown-grace-secs`) for every document
+/// actor to commit, write its final snapshot and tell its connections to close with 1001; wait
+/// (briefly) for those connection tasks to send the close frames; close the store.
+async fn shut_down(ctx: &Context) {
+    ctx.shutdown.cancel();
+    let grace = Duration::from_secs(ctx.config.shutdown_grace_secs);
+    ctx.tracker.close();
+    if tokio::time::timeout(grace, ctx.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::error!("documents did not flush within {} s; unflushed edits stay with their clients, which resend them on reconnect", grace.as_secs());
+    }
+    ctx.connections.close();
+    if tokio::time::timeout(CLOSE_GRACE, ctx.connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = ctx.open_connections(),
+            "connections still open after shutdown"
+        );
+    }
+    ctx.store.close().await;
+    tracing::info!("shutdown complete");
 }
 
 async fn websocket(
@@ -289,9 +231,13 @@ async fn websocket(
         // frames need a few KiB, and bigger messages still grow the buffers as needed.
         .read_buffer_size(SOCKET_BUFFER_BYTES)
         .write_buffer_size(SOCKET_BUFFER_BYTES)
-        .on_upgrade(move |socket| async move {
-            let _slot = slot;
-            connection::serve(socket, doc.into(), access, state.documents, state.ctx).await
+        .on_upgrade(move |socket| {
+            // Tracked like the actors, so shutdown waits for this connection's close frame.
+            let connections = state.ctx.connections.clone();
+            connections.track_future(async move {
+                let _slot = slot;
+                connection::serve(socket, doc.into(), access, state.documents, state.ctx).await
+            })
         })
 }
 
@@ -315,7 +261,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "shutting_down": ctx.shutdown.is_cancelled(),
         "documents_open": state.documents.open_count(),
         "documents_loading": ctx.health.loading.load(Ordering::Relaxed),
-        "connections": ctx.health.connections(),
+        "connections": ctx.open_connections(),
     });
     let status = if store.is_ok() && !ctx.shutdown.is_cancelled() {
         StatusCode::OK
@@ -329,7 +275,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 async fn metrics_text(State(state): State<AppState>) -> Response {
     let ctx = &state.ctx;
     let body = metrics::get().render(
-        ctx.health.connections(),
+        ctx.open_connections(),
         state.documents.open_count(),
         ctx.health.loading.load(Ordering::Relaxed),
     );

@@ -1,0 +1,79 @@
+//! What every part of the server shares: settings, the store, health, the shutdown token, and
+//! the trackers of the tasks shutdown waits for (document actors, WebSocket connections).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::limits::IpLimiter;
+use crate::store::{Store, StoreError};
+
+/// What every part of the server shares.
+pub struct Context {
+    pub config: Config,
+    pub store: Store,
+    pub health: Health,
+    /// Cancelled once on SIGTERM/Ctrl-C; everything that runs watches it.
+    pub shutdown: CancellationToken,
+    /// Document actors, so shutdown can wait for their final flush.
+    pub tracker: TaskTracker,
+    /// WebSocket connection tasks, so shutdown can wait for their close frames (and
+    /// `/readyz` and `/metrics` can count them).
+    pub connections: TaskTracker,
+    /// Token checks (open when no secret is configured); shared with the REST gate.
+    pub auth: Arc<Auth>,
+    /// WebSocket connections per client IP.
+    pub ip_limiter: IpLimiter,
+}
+
+impl Context {
+    /// A context for a server on `store`, with nothing running yet.
+    pub fn new(config: Config, store: Store) -> Context {
+        // `main` has already read `--auth-secret-file` into `auth_secret`.
+        let auth = Arc::new(Auth::new(config.auth_secret.clone()));
+        Context {
+            config,
+            store,
+            health: Health {
+                store_ok: AtomicBool::new(true),
+                ..Health::default()
+            },
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            connections: TaskTracker::new(),
+            auth,
+            ip_limiter: IpLimiter::default(),
+        }
+    }
+
+    /// Open WebSocket connections.
+    pub fn open_connections(&self) -> usize {
+        self.connections.len()
+    }
+}
+
+/// Live state behind `/readyz`.
+#[derive(Default)]
+pub struct Health {
+    store_ok: AtomicBool,
+    last_store_error: Mutex<Option<String>>,
+    pub loading: AtomicUsize,
+}
+
+impl Health {
+    pub fn store_ok(&self, ok: bool) {
+        self.store_ok.store(ok, Ordering::Relaxed);
+    }
+
+    pub fn store_error(&self, err: &StoreError) {
+        self.store_ok.store(false, Ordering::Relaxed);
+        *self
+            .last_store_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(err.to_string());
+    }
+}

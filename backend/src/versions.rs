@@ -1,0 +1,95 @@
+//! A document as it was at an older version, rebuilt from the op log off the actor: its text,
+//! edits made on it (returned as a Yjs update to merge like a concurrent editor's), and the char
+//! counts of op-log rows stored without them.
+//!
+//! The actor keeps only the current version; anything older is a snapshot plus op-log rows,
+//! replayed here on a copy in a blocking task.
+
+use crate::document::build_doc;
+use crate::edit::{self, Edit, EditError};
+use crate::mirror::{doc_text, Mirror};
+use crate::store::{AtError, Store};
+
+/// Why an older version could not be rebuilt.
+#[derive(Debug, thiserror::Error)]
+pub enum VersionError {
+    /// The version is not in the op log any more, or the store failed.
+    #[error(transparent)]
+    At(#[from] AtError),
+    /// An edit's position is out of range in that version's text.
+    #[error(transparent)]
+    Edit(#[from] EditError),
+    /// The blocking task that rebuilt it panicked.
+    #[error("rebuilding the version failed")]
+    Rebuild,
+}
+
+/// The text of document `id` at `version`.
+pub async fn text_at(store: &Store, id: &str, version: i64) -> Result<String, VersionError> {
+    let stored = store.load_at(id, version).await?;
+    let doc_id = id.to_string();
+    tokio::task::spawn_blocking(move || doc_text(&build_doc(&doc_id, &stored)))
+        .await
+        .map_err(|_| VersionError::Rebuild)
+}
+
+/// `edits` made on document `id` as it was at `version`, by a new client: the Yjs update to
+/// merge into the live document.
+pub async fn edits_at(
+    store: &Store,
+    id: &str,
+    version: i64,
+    edits: Vec<Edit>,
+) -> Result<Vec<u8>, VersionError> {
+    let stored = store.load_at(id, version).await?;
+    let doc_id = id.to_string();
+    let update =
+        tokio::task::spawn_blocking(move || edit::apply_at_version(&doc_id, &stored, &edits))
+            .await
+            .map_err(|_| VersionError::Rebuild)??;
+    Ok(update)
+}
+
+/// Char counts of op-log rows stored without them (updates from WebSocket clients and Yjs
+/// imports: the actor does not walk the text per update), by replaying them on a copy that
+/// observes each one's delta; stored back so each row is replayed once. Rows that cannot be
+/// replayed (compacted) are left out.
+pub async fn replay_counts(store: &Store, id: &str, seqs: &[i64]) -> Vec<(i64, (i64, i64))> {
+    let (Some(&first), Some(&last)) = (seqs.iter().min(), seqs.iter().max()) else {
+        return Vec::new();
+    };
+    let Ok(base) = store.load_at(id, first - 1).await else {
+        return Vec::new();
+    };
+    let Ok(ops) = store.ops_between(id, first - 1, last).await else {
+        return Vec::new();
+    };
+    let doc_id = id.to_string();
+    let counts = tokio::task::spawn_blocking(move || {
+        use yrs::updates::decoder::Decode;
+        use yrs::Transact;
+        let doc = build_doc(&doc_id, &base);
+        let mirror = Mirror::attach(&doc);
+        mirror.lock().take_counts();
+        let mut out = Vec::new();
+        for op in ops {
+            if let Ok(update) = yrs::Update::decode_v1(&op.update_v1) {
+                let _ = doc.transact_mut().apply_update(update);
+            }
+            let (ins, del) = mirror.lock().take_counts();
+            out.push((op.seq, (ins as i64, del as i64)));
+        }
+        out
+    })
+    .await
+    .unwrap_or_default();
+    let rows: Vec<(i64, i64, i64)> = counts
+        .iter()
+        .filter(|(seq, _)| seqs.contains(seq))
+        .map(|&(seq, (ins, del))| (seq, ins, del))
+        .collect();
+    if let Err(err) = store.set_counts(id, &rows).await {
+        tracing::debug!(doc = id, %err, "could not store history counts");
+    }
+    counts
+}
