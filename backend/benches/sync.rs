@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use quire_wire::TEXT_NAME;
 use sqlx::Connection;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use yrs::sync::{Message, SyncMessage};
@@ -252,7 +253,7 @@ async fn stream(addr: &str, doc: &str, updates: &[Vec<u8>], rate: Option<u64>) -
     lat.sort_by(f64::total_cmp);
     let secs = received[n - 1].duration_since(sent[0]).as_secs_f64();
     let doc = yrs::Doc::new();
-    let text = doc.get_or_insert_text("content");
+    let text = doc.get_or_insert_text(TEXT_NAME);
     {
         let mut txn = doc.transact_mut();
         for u in payloads {
@@ -307,7 +308,7 @@ async fn open_document(addr: &str, doc: &str) -> (f64, String) {
             if let Ok(Message::Sync(SyncMessage::SyncStep2(u))) = Message::decode_v1(&bytes) {
                 let ms = started.elapsed().as_secs_f64() * 1e3;
                 let d = yrs::Doc::new();
-                let t = d.get_or_insert_text("content");
+                let t = d.get_or_insert_text(TEXT_NAME);
                 d.transact_mut()
                     .apply_update(Update::decode_v1(&u).unwrap())
                     .unwrap();
@@ -477,7 +478,7 @@ fn load_updates(trace: &Path) -> (Vec<Vec<u8>>, String) {
         cache.display()
     );
     let doc = yrs::Doc::with_client_id(1);
-    let text = doc.get_or_insert_text("content");
+    let text = doc.get_or_insert_text(TEXT_NAME);
     let updates = Arc::new(Mutex::new(Vec::with_capacity(trace.txns.len())));
     let sink = updates.clone();
     doc.observe_update_v1("bench", move |_, e: &yrs::UpdateEvent| {

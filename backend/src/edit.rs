@@ -13,12 +13,13 @@
 use std::time::{Duration, Instant};
 
 use editor_core::{GapBuffer, PosError, TextBuffer};
+use quire_wire::TEXT_NAME;
 use serde::{Deserialize, Serialize};
 use similar::{Algorithm, DiffOp};
 use yrs::{Text, TextRef, Transact, TransactionMut};
 
 use crate::document::build_doc;
-use crate::mirror::{text_of, TEXT_NAME};
+use crate::mirror::text_of;
 use crate::store::StoredDoc;
 
 /// Longest a diff for a whole-text replacement may take before it settles for a coarser (still

@@ -26,8 +26,8 @@ use yrs::types::text::{Diff, YChange};
 use yrs::types::Delta;
 use yrs::{Any, Doc, Observable, Out, ReadTxn, Text, TextRef, Transact};
 
-/// The name of the shared text quire serves: `ydoc.getText('content')`.
-pub const TEXT_NAME: &str = "content";
+/// The name of the shared text quire serves (crate quire-wire).
+pub use quire_wire::TEXT_NAME;
 
 /// What the mirror holds for an embedded (non-text) item.
 pub const EMBED: char = '\u{FFFC}';
@@ -200,15 +200,9 @@ pub fn doc_text(doc: &Doc) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use quire_wire::new_doc as utf16_doc;
     use yrs::updates::decoder::Decode;
-    use yrs::{GetString, Options, StateVector, Update};
-
-    fn utf16_doc() -> Doc {
-        Doc::with_options(Options {
-            offset_kind: yrs::OffsetKind::Utf16,
-            ..Options::default()
-        })
-    }
+    use yrs::{GetString, StateVector, Update};
 
     /// Random edits (non-BMP text included) from two peers, exchanged as updates: the mirror
     /// of a third document that receives them always equals its yrs text, and the word index

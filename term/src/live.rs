@@ -3,7 +3,7 @@
 //!
 //! # Text
 //! The shared text is `ydoc.getText('content')` measured in UTF-16 code units
-//! ([`OffsetKind::Utf16`]), exactly as the browser's Yjs; the editor's buffer counts chars and
+//! ([`quire_wire::new_doc`]), exactly as the browser's Yjs; the editor's buffer counts chars and
 //! converts with its own `char_to_utf16` / `utf16_to_char`, so emoji and other non-BMP text stay
 //! aligned. A local edit is made on the buffer and, in the same step, on the replica in a
 //! transaction with origin [`LOCAL`]. Every other change of the text — received updates, undo and
@@ -13,7 +13,8 @@
 //! # Protocol
 //! On each connection the session sends SyncStep1 and its awareness state, answers the server's
 //! SyncStep1 with SyncStep2 (everything made offline goes there), applies SyncStep2 and Updates,
-//! and sends each local update as one Update message per frame. Offline, nothing is queued: the
+//! and sends each local update as one Update message per frame. Frames are decoded and encoded
+//! by crate quire-wire, the contract the server keeps too. Offline, nothing is queued: the
 //! handshake of the next connection carries it. The state shown is *connecting*, *syncing*,
 //! *synced* or *offline* with the time to the next attempt.
 //!
@@ -37,23 +38,22 @@ use std::time::{Duration, Instant};
 
 use editor_core::{GapBuffer, TextBuffer};
 use quire_holdback::Holdback;
+use quire_wire::new_doc;
 use tokio::sync::mpsc::UnboundedSender;
-use yrs::encoding::read::Cursor;
 use yrs::sync::time::{Clock, SystemClock};
-use yrs::sync::{Awareness, Message, MessageReader, SyncMessage};
+use yrs::sync::{Awareness, Message, SyncMessage};
 use yrs::types::Delta;
 use yrs::undo::Options as UndoOptions;
-use yrs::updates::decoder::{Decode, DecoderV1};
-use yrs::updates::encoder::Encode;
+use yrs::updates::decoder::Decode;
 use yrs::{
-    Any, Assoc, ClientID, Doc, GetString, IndexScope, IndexedSequence, Observable, OffsetKind,
-    Options, Origin, Out, ReadTxn, StickyIndex, Text, TextRef, Transact, UndoManager, Update, ID,
+    Any, Assoc, ClientID, Doc, GetString, IndexScope, IndexedSequence, Observable, Origin, Out,
+    ReadTxn, StickyIndex, Text, TextRef, Transact, UndoManager, Update, ID,
 };
 
 use crate::net::{Net, NetEvent};
 
-/// The shared text's name: `ydoc.getText('content')`.
-pub const TEXT_NAME: &str = "content";
+/// The shared text's name: `ydoc.getText('content')` (crate quire-wire).
+pub use quire_wire::TEXT_NAME;
 /// Origin of the transactions that carry the user's own edits (the ones undo tracks).
 pub const LOCAL: &str = "quire-term-local";
 /// Origin of the transactions that apply what the server sent.
@@ -136,13 +136,6 @@ pub struct Session {
     pub notices: Vec<String>,
     /// Why the server refuses this replica's edits (a read-only token, a size limit).
     pub denied: Option<String>,
-}
-
-fn new_doc() -> Doc {
-    Doc::with_options(Options {
-        offset_kind: OffsetKind::Utf16,
-        ..Options::default()
-    })
 }
 
 impl Session {
@@ -232,9 +225,10 @@ impl Session {
         self.unsynced
     }
 
-    fn send(&mut self, msg: Message) {
+    /// Sends one frame (one message, from quire_wire's encoders) if connected.
+    fn send(&mut self, frame: impl Into<Vec<u8>>) {
         if let Some(tx) = &self.sender {
-            if tx.send(msg.encode_v1()).is_err() {
+            if tx.send(frame.into()).is_err() {
                 self.sender = None;
             }
         }
@@ -249,7 +243,7 @@ impl Session {
         }
         if self.sender.is_some() {
             for u in updates {
-                self.send(Message::Sync(SyncMessage::Update(u)));
+                self.send(quire_wire::update(u));
             }
         } else {
             self.unsynced = true;
@@ -317,7 +311,7 @@ impl Session {
                 self.sender = Some(tx);
                 self.conn = Conn::Syncing;
                 let sv = self.doc.transact().state_vector();
-                self.send(Message::Sync(SyncMessage::SyncStep1(sv)));
+                self.send(quire_wire::sync_step1(&sv));
                 self.send_own_awareness();
             }
             NetEvent::Frame(frame) => {
@@ -358,19 +352,15 @@ impl Session {
     }
 
     fn receive(&mut self, frame: &[u8]) -> Result<(), String> {
-        let mut decoder = DecoderV1::new(Cursor::new(frame));
-        let messages: Vec<Message> = MessageReader::new(&mut decoder)
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?;
+        // A truncated frame is refused whole, as the server refuses one.
+        let messages = quire_wire::decode_messages(frame).map_err(|e| e.to_string())?;
         for msg in messages {
             match msg {
                 Message::Sync(SyncMessage::SyncStep1(sv)) => {
                     // The integrated state, then what still waits, as it came (as the server
                     // answers; yrs' encoding of pending blocks can misplace them).
-                    let update = self.doc.transact().encode_diff_v1(&sv);
-                    self.send(Message::Sync(SyncMessage::SyncStep2(update)));
-                    for u in self.holdback.unsettled_batched(64) {
-                        self.send(Message::Sync(SyncMessage::Update(u)));
+                    for reply in quire_wire::sync_reply(&self.doc, &self.holdback, &sv) {
+                        self.send(reply);
                     }
                     // The server now gets everything this replica made offline.
                     if self.sender.is_some() {
@@ -414,7 +404,7 @@ impl Session {
     fn send_own_awareness(&mut self) {
         let me = self.doc.client_id();
         if let Ok(update) = self.awareness.update_with_clients([me]) {
-            self.send(Message::Awareness(update));
+            self.send(quire_wire::awareness(update));
         }
     }
 

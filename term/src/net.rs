@@ -18,6 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use quire_wire::close;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -29,7 +30,7 @@ const SILENCE_LIMIT: Duration = Duration::from_secs(30);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(3);
 /// Close codes after which reconnecting is pointless: document deleted, token expired.
-const CLOSE_FINAL: [u16; 2] = [4404, 4401];
+const CLOSE_FINAL: [u16; 2] = [close::DOCUMENT_DELETED, close::TOKEN_EXPIRED];
 
 /// What the connection tells the editor.
 #[derive(Debug)]

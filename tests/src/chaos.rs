@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use quire_wire::TEXT_NAME;
 use yrs::{Doc, ReadTxn, StateVector, Transact};
 
-use crate::client::{client_doc, TEXT_NAME};
+use crate::client::client_doc;
 use crate::trace::merged_text;
 use crate::{Client, Rng};
 

@@ -14,20 +14,15 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use yrs::encoding::read::Cursor;
-use yrs::sync::{Message as YMessage, MessageReader, SyncMessage};
-use yrs::updates::decoder::{Decode, DecoderV1};
-use yrs::updates::encoder::Encode;
-use yrs::{
-    Doc, GetString, OffsetKind, Options, Origin, ReadTxn, StateVector, Text, TextRef, Transact,
-    Update,
-};
+use yrs::sync::{Message as YMessage, SyncMessage};
+use yrs::updates::decoder::Decode;
+use yrs::{Doc, GetString, Origin, ReadTxn, StateVector, Text, TextRef, Transact, Update};
 
 /// Default time limit of the waits in this module.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The name of the shared text quire serves: `ydoc.getText('content')`.
-pub const TEXT_NAME: &str = "content";
+/// The name of the shared text quire serves: `ydoc.getText('content')` (crate quire-wire).
+pub use quire_wire::TEXT_NAME;
 
 /// Origin of transactions that apply what the server sent (not echoed back).
 const REMOTE: &str = "quire-tests-remote";
@@ -45,25 +40,22 @@ pub struct CloseInfo {
 
 /// Encodes one y-protocols message (one message per frame, as y-websocket sends).
 pub fn encode_message(msg: &YMessage) -> Vec<u8> {
-    msg.encode_v1()
+    quire_wire::encode(msg).into()
 }
 
 /// `[0][2] update`: an Update message around `update` (v1 encoding).
 pub fn update_frame(update: &[u8]) -> Vec<u8> {
-    encode_message(&YMessage::Sync(SyncMessage::Update(update.to_vec())))
+    quire_wire::update(update.to_vec()).into()
 }
 
 /// `[0][0] stateVector`: SyncStep1.
 pub fn sync_step1_frame(sv: &StateVector) -> Vec<u8> {
-    encode_message(&YMessage::Sync(SyncMessage::SyncStep1(sv.clone())))
+    quire_wire::sync_step1(sv).into()
 }
 
 /// A yrs document as a Yjs browser client has it: positions in UTF-16 code units.
 pub fn client_doc() -> Doc {
-    Doc::with_options(Options {
-        offset_kind: OffsetKind::Utf16,
-        ..Options::default()
-    })
+    quire_wire::new_doc()
 }
 
 /// The UTF-16 offset of char index `chars` in `s`. Panics past the end.
@@ -139,13 +131,14 @@ struct Shared {
 /// Records a permission-denied message (`[2][0] reason`) if `frame` is one.
 fn record_denied(frame: &[u8], shared: &Shared) {
     if frame.starts_with(&[2]) {
-        let mut decoder = DecoderV1::new(Cursor::new(frame));
-        if let Some(Ok(YMessage::Auth(reason))) = MessageReader::new(&mut decoder).next() {
-            shared
-                .denied
-                .lock()
-                .unwrap()
-                .push(reason.unwrap_or_default());
+        if let Ok(msgs) = quire_wire::decode_messages(frame) {
+            if let Some(YMessage::Auth(reason)) = msgs.into_iter().next() {
+                shared
+                    .denied
+                    .lock()
+                    .unwrap()
+                    .push(reason.unwrap_or_default());
+            }
         }
     }
 }
@@ -606,14 +599,17 @@ fn apply_frame(
     out: &mpsc::UnboundedSender<Out>,
     shared: &Shared,
 ) -> Result<(), String> {
-    let mut decoder = DecoderV1::new(Cursor::new(frame));
-    for msg in MessageReader::new(&mut decoder) {
-        let msg = msg.map_err(|e| format!("undecodable frame from the server: {e}"))?;
+    let msgs = quire_wire::decode_messages(frame)
+        .map_err(|e| format!("undecodable frame from the server: {e}"))?;
+    for msg in msgs {
         match msg {
             YMessage::Sync(SyncMessage::SyncStep1(sv)) => {
+                // Not `quire_wire::sync_reply`: this client has no holdback (it applies what
+                // the server sends directly, as it always has), so what yrs keeps pending goes
+                // merged into the state, as before.
                 let diff = doc.transact().encode_state_as_update_v1(&sv);
-                let reply = encode_message(&YMessage::Sync(SyncMessage::SyncStep2(diff)));
-                let _ = out.send(Out::Frame(Message::Binary(reply.into())));
+                let reply = quire_wire::sync_step2(diff);
+                let _ = out.send(Out::Frame(Message::Binary(reply)));
             }
             YMessage::Sync(SyncMessage::SyncStep2(update)) => {
                 apply_update(doc, &update)?;

@@ -12,11 +12,9 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
-use yrs::encoding::read::Cursor;
-use yrs::sync::{Message as YMessage, MessageReader, SyncMessage};
-use yrs::updates::decoder::DecoderV1;
+use yrs::sync::{Message as YMessage, SyncMessage};
 
-use crate::client::{connect_ws, encode_message, update_frame};
+use crate::client::{connect_ws, update_frame};
 use crate::trace::{load_trace, trace_updates};
 
 /// What a replay did.
@@ -99,9 +97,7 @@ pub async fn replay_concurrent(
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
         // Our own SyncStep1 (we hold nothing) asks for the server's state: its SyncStep2
         // tells us the handshake is done.
-        let _ = tx.send(encode_message(&YMessage::Sync(SyncMessage::SyncStep1(
-            yrs::StateVector::default(),
-        ))));
+        let _ = tx.send(quire_wire::sync_step1(&yrs::StateVector::default()).into());
         tokio::spawn(async move {
             while let Some(frame) = rx.recv().await {
                 if sink.send(Message::Binary(frame.into())).await.is_err() {
@@ -126,14 +122,11 @@ pub async fn replay_concurrent(
                     let Message::Binary(frame) = msg else {
                         continue;
                     };
-                    let mut decoder = DecoderV1::new(Cursor::new(&frame));
-                    for msg in MessageReader::new(&mut decoder).flatten() {
+                    for msg in quire_wire::decode_messages(&frame).unwrap_or_default() {
                         match msg {
                             YMessage::Sync(SyncMessage::SyncStep1(_)) => {
                                 // We hold nothing the server lacks: an empty update.
-                                let _ = tx.send(encode_message(&YMessage::Sync(
-                                    SyncMessage::SyncStep2(vec![0, 0]),
-                                )));
+                                let _ = tx.send(quire_wire::sync_step2(vec![0, 0]).into());
                             }
                             YMessage::Sync(SyncMessage::SyncStep2(_)) if synced_tx.is_some() => {
                                 let _ = synced_tx.take().map(|s| s.send(()));

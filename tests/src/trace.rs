@@ -14,13 +14,10 @@
 use std::io::Read;
 use std::path::Path;
 
+use quire_wire::TEXT_NAME;
 use serde::Deserialize;
 use yrs::updates::decoder::Decode;
-use yrs::{
-    ClientID, Doc, GetString, OffsetKind, Options, ReadTxn, Text, TextRef, Transact, Update,
-};
-
-use crate::client::TEXT_NAME;
+use yrs::{ClientID, Doc, GetString, Options, ReadTxn, Text, TextRef, Transact, Update};
 
 /// Client ids of trace agents: `AGENT_CLIENT_BASE + agent`.
 pub const AGENT_CLIENT_BASE: u64 = 0x51_5549_5200; // "QUIR" + agent
@@ -153,10 +150,9 @@ pub fn merged_text<'a>(updates: impl IntoIterator<Item = &'a [u8]>) -> Result<St
 fn trace_doc(client_id: ClientID) -> Doc {
     Doc::with_options(Options {
         client_id,
-        offset_kind: OffsetKind::Utf16,
         // Keep deleted content: updates of other agents may still refer to it.
         skip_gc: true,
-        ..Options::default()
+        ..quire_wire::doc_options()
     })
 }
 
