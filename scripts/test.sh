@@ -39,7 +39,13 @@ ensure_chromium
 step "format check (cargo fmt)"
 cargo fmt --all -- --check || { echo "error: run 'cargo fmt --all' to format the code" >&2; exit 1; }
 
-step "REST API contract: schemathesis against a live server (scripts/schemathesis.sh)"
+step "lints (cargo clippy --workspace --all-targets -- -D warnings)"
+cargo clippy --workspace --all-targets --locked -- -D warnings || {
+  echo "error: fix the clippy findings above (the lint policy is [workspace.lints] in Cargo.toml)" >&2
+  exit 1
+}
+
+step "REST API contract: schemathesis against a live server, deterministic (scripts/schemathesis.sh)"
 ./scripts/schemathesis.sh
 
 step "building and running every Rust test (cargo test --workspace)"

@@ -253,6 +253,7 @@ impl Leaf {
     }
 
     #[inline]
+    #[allow(unsafe_code)] // skips re-validating UTF-8 on every read: invariant 1 holds it
     fn front(&self) -> &str {
         // SAFETY: invariant 1 — the bytes before the gap are valid UTF-8: they were only ever
         // written from `&str`s, and the gap only moves to char boundaries.
@@ -260,6 +261,7 @@ impl Leaf {
     }
 
     #[inline]
+    #[allow(unsafe_code)] // as `front`
     fn back(&self) -> &str {
         // SAFETY: invariant 1, as for `front`.
         unsafe { std::str::from_utf8_unchecked(&self.buf[self.gap_end..]) }

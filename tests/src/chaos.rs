@@ -356,6 +356,7 @@ impl Drop for PrivateCluster {
     }
 }
 
+#[allow(unsafe_code)] // libc call
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }

@@ -46,6 +46,7 @@ impl JsClient {
     }
 
     /// Waits for the client to exit (killing it after `timeout`) and returns its output.
+    #[allow(unsafe_code)] // kill(2)
     pub async fn wait(mut self, timeout: Duration) -> Output {
         let child = self.child.take().expect("waited once");
         let pid = child.id();

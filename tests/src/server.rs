@@ -542,6 +542,7 @@ impl TestServer {
     }
 
     /// SIGTERM, then waits for the server to flush and exit; panics unless it exits cleanly.
+    #[allow(unsafe_code)] // kill(2)
     pub async fn stop(&mut self) {
         let Some(child) = self.child.as_ref() else {
             return;
