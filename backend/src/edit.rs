@@ -5,7 +5,7 @@
 //! server's yrs documents, as of Yjs) against an editor-core buffer before anything changes, so a
 //! request with one bad edit changes nothing.
 //!
-//! Edits against an older version are applied by [`apply_at_version`]: the document as of that
+//! Edits against an older version are applied by `versions::edits_at`: the document as of that
 //! version is rebuilt from the op log and the edits are made there by a new yrs client; the
 //! resulting update then merges into the live document like a concurrent editor's, which is
 //! what OT's rebase would do, with the CRDT's guarantees.
@@ -13,14 +13,9 @@
 use std::time::{Duration, Instant};
 
 use editor_core::{GapBuffer, PosError, TextBuffer};
-use quire_wire::TEXT_NAME;
 use serde::{Deserialize, Serialize};
 use similar::{Algorithm, DiffOp};
-use yrs::{Text, TextRef, Transact, TransactionMut};
-
-use crate::document::build_doc;
-use crate::mirror::text_of;
-use crate::store::StoredDoc;
+use yrs::{Text, TextRef, TransactionMut};
 
 /// Longest a diff for a whole-text replacement may take before it settles for a coarser (still
 /// correct) edit script.
@@ -165,23 +160,6 @@ pub fn apply(txn: &mut TransactionMut, text: &TextRef, planned: &[Planned]) {
             text.insert(txn, p.at, &p.insert);
         }
     }
-}
-
-/// Applies `edits` to the document as `stored` (an older version) holds it, as a new client,
-/// and returns that client's update (v1) for the live document. CPU work: run it off the
-/// async threads for big documents.
-pub fn apply_at_version(
-    doc_id: &str,
-    stored: &StoredDoc,
-    edits: &[Edit],
-) -> Result<Vec<u8>, EditError> {
-    let doc = build_doc(doc_id, stored);
-    let text = doc.get_or_insert_text(TEXT_NAME);
-    let mut txn = doc.transact_mut();
-    let buf = GapBuffer::from_text(&text_of(&txn, &text));
-    let planned = plan(&buf, edits)?;
-    apply(&mut txn, &text, &planned);
-    Ok(txn.encode_update_v1())
 }
 
 /// Edits that turn `old` into `new` (applied in order), touching as little as it can: the

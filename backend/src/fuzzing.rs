@@ -7,92 +7,100 @@
 //! or a broken invariant (a document that does not reload from its own encoding, a REST edit
 //! that leaves the CRDT and the text mirror disagreeing).
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
-use yrs::sync::Awareness;
 use yrs::updates::decoder::Decode;
-use yrs::{GetString, ReadTxn, StateVector, Transact, Update};
+use yrs::{GetString, ReadTxn, Transact, Update};
 
-use crate::document::new_doc;
-use crate::edit::{self, Edit};
-use crate::mirror::{doc_text, Mirror, TEXT_NAME};
-use crate::protocol::{decode_frame, Incoming};
-use quire_holdback::Holdback;
+use crate::document::{server_doc, ConnId, DocError, Replica, ReplicaLimits};
+use crate::edit::Edit;
+use crate::mirror::{doc_text, TEXT_NAME};
+use crate::protocol::decode_frame;
+use crate::store::{OpRow, StoredDoc};
+
+/// The connection a fuzz input arrives on.
+const CONN: ConnId = 1;
+
+fn empty_replica() -> Replica {
+    Replica::load(
+        Arc::from("fuzz"),
+        &StoredDoc::default(),
+        ReplicaLimits::default(),
+    )
+}
 
 /// The WebSocket message path: `protocol::decode_frame` on one frame, then every decoded
-/// message applied to a document as the actor applies it (updates inside `catch_unwind`, a
-/// rejected or panicking update ends the frame as it closes the connection). A document that
-/// took every update must survive what a restart does to it: encoded whole, decoded into a
-/// fresh document, the same text.
+/// message handed to a [`Replica`] exactly as the actor hands it (a rejected or panicking update
+/// closes the connection, which ends the frame). A replica that took every update must survive
+/// what a restart does to it: its state encoded whole and decoded into a fresh document gives
+/// the same text, and so do the op-log rows it produced, loaded as the actor loads them.
 pub fn ws_frame(data: &[u8]) {
     // decode_frame contains decoder panics itself; one escaping would kill a connection task.
     let Ok(msgs) = decode_frame(data) else {
         return;
     };
-    let mut awareness = Awareness::new(new_doc());
-    let doc = awareness.doc().clone();
-    let mut holdback = Holdback::default();
-    let mut damaged = false;
+    let mut replica = empty_replica();
+    replica.join(CONN);
     for msg in msgs {
-        match msg {
-            Incoming::SyncStep1(sv) => {
-                // What the actor answers with (SyncStep2): must not panic on any state vector.
-                let _ = doc.transact().encode_diff_v1(&sv);
-            }
-            Incoming::Update { bytes, update } => {
-                // As `Actor::integrate`: pending blocks must encode, or the update is refused.
-                let applied = catch_unwind(AssertUnwindSafe(|| {
-                    let mut txn = doc.transact_mut();
-                    let ok = holdback.apply(&mut txn, &bytes, update).is_ok();
-                    if ok && txn.has_missing_updates() {
-                        let sv = txn.state_vector();
-                        let _ = txn.encode_state_as_update_v1(&sv);
-                    }
-                    ok
-                }));
-                if !matches!(applied, Ok(true)) {
-                    // The actor kicks the connection and rebuilds the document from the store.
-                    damaged = true;
-                    break;
-                }
-            }
-            Incoming::Awareness(update) => {
-                let _ = awareness.apply_update(update);
-            }
-            Incoming::AwarenessQuery => {
-                let _ = awareness.update();
-            }
+        replica.receive(CONN, msg);
+        if !replica.has_peer(CONN) {
+            break;
         }
     }
-    if damaged {
+    if replica.needs_reload() {
+        // The actor reloads such a document from the store, which holds only good rows.
         return;
     }
+    let text = replica
+        .text(None)
+        .expect("the current version is always readable")
+        .text;
+    assert_eq!(
+        text,
+        doc_text(replica.doc()),
+        "the mirror and the CRDT disagree"
+    );
+    let pending = replica.has_pending();
     // What a snapshot and reload do: the state as one update, into a fresh document.
-    let (state, text, pending) = {
-        let txn = doc.transact();
-        let state = txn.encode_diff_v1(&StateVector::default());
-        let text = txn.get_text(TEXT_NAME).map(|t| t.get_string(&txn));
-        (
-            state,
-            text,
-            txn.has_missing_updates() || !holdback.is_empty(),
-        )
-    };
-    let reloaded = new_doc();
+    let state = replica.encode_state();
+    let reloaded = server_doc();
     let update = Update::decode_v1(&state).expect("the server's own encoding must decode");
     reloaded
         .transact_mut()
         .apply_update(update)
         .expect("the server's own encoding must apply");
+    // What a restart without a snapshot does: the rows, through the holdback.
+    let rows = StoredDoc {
+        ops: replica
+            .take_ops()
+            .into_iter()
+            .map(|op| OpRow {
+                seq: op.seq,
+                update_v1: op.update_v1,
+            })
+            .collect(),
+        ..StoredDoc::default()
+    };
+    let mut from_rows = Replica::load(Arc::from("fuzz"), &rows, ReplicaLimits::default());
+    assert_eq!(
+        from_rows.last_seq(),
+        replica.last_seq(),
+        "rows are numbered one by one"
+    );
     if !pending {
         let again = {
             let txn = reloaded.transact();
             txn.get_text(TEXT_NAME).map(|t| t.get_string(&txn))
         };
         assert_eq!(
-            text.unwrap_or_default(),
+            text,
             again.unwrap_or_default(),
             "a document does not reload to the same text"
+        );
+        assert_eq!(
+            text,
+            from_rows.text(None).expect("current").text,
+            "a document does not reload from its rows to the same text"
         );
     }
 }
@@ -118,39 +126,41 @@ pub fn rest_edits(data: &[u8]) {
     apply_edits(&text, &edits);
 }
 
-/// Applies `edits` to a document holding `text` as the actor does, checking the CRDT, the
+/// Applies `edits` to a replica holding `text` as the actor does, checking the CRDT, the
 /// mirror and a plain-string model agree (or that the edits were refused as a whole).
 pub fn apply_edits(text: &str, edits: &[Edit]) {
-    let doc = new_doc();
-    let ytext = doc.get_or_insert_text(TEXT_NAME);
-    {
-        let mut txn = doc.transact_mut();
-        yrs::Text::insert(&ytext, &mut txn, 0, text);
-    }
-    let mut mirror = Mirror::from_text(text);
+    let mut replica = empty_replica();
+    let seed = Edit {
+        pos: 0,
+        delete: 0,
+        insert: text.to_string(),
+    };
+    replica
+        .edit(None, &[seed], "fuzz")
+        .expect("inserting at 0 into an empty document");
     let expected = model(text, edits);
-    match edit::plan(mirror.buffer(), edits) {
-        Err(_) => assert!(
+    match replica.edit(None, edits, "fuzz") {
+        Err(DocError::Edit(_)) => assert!(
             expected.is_none(),
             "edits in range were refused: {edits:?} on {} chars",
             text.chars().count()
         ),
-        Ok(planned) => {
+        Err(err) => panic!("edits failed for another reason than their positions: {err}"),
+        Ok(applied) => {
             let expected = expected.unwrap_or_else(|| {
                 panic!(
                     "out-of-range edits were accepted: {edits:?} on {} chars",
                     text.chars().count()
                 )
             });
-            {
-                let mut txn = doc.transact_mut();
-                edit::apply(&mut txn, &ytext, &planned);
-            }
-            for e in edits {
-                mirror.apply_edit(e);
-            }
-            assert_eq!(doc_text(&doc), expected, "CRDT text after {edits:?}");
-            assert_eq!(mirror.text(), expected, "mirror text after {edits:?}");
+            assert_eq!(applied.length, expected.chars().count() as u64);
+            assert_eq!(
+                doc_text(replica.doc()),
+                expected,
+                "CRDT text after {edits:?}"
+            );
+            let mirror = replica.text(None).expect("current").text;
+            assert_eq!(mirror, expected, "mirror text after {edits:?}");
         }
     }
 }

@@ -8,10 +8,13 @@
 //!   the trackers of document actors and WebSocket connections that shutdown waits for.
 //! - [`connection`]: one WebSocket: validates frames, forwards them to the document, writes back.
 //! - [`documents`]: the open documents, starting a document's actor on first use.
-//! - [`document`]: the document actor: owns the yrs `Doc` and `Awareness`, commits updates to the
-//!   op log before relaying them, snapshots, unloads when idle.
+//! - [`document`]: one open document. [`document::Replica`] holds it with no I/O (yrs `Doc`,
+//!   holdback, awareness, text mirror): messages in; rows to commit, frames to send and to whom,
+//!   connections to close out. Its actor is the async shell: inbox, rounds, group commit before
+//!   relay, snapshots, unloading when idle, shutdown. [`document::Command`] is what it is sent.
 //! - [`store`]: documents, op log and snapshots in PostgreSQL or SQLite.
-//! - [`protocol`]: the Yjs sync protocol as `yrs::sync` implements it, close codes, id rules.
+//! - [`protocol`]: (crate quire-wire) the wire contract shared with the terminal and the tests:
+//!   frame decoding and encoding, close codes, id rules, the document constructor, sync replies.
 //! - [`api`]: the REST API under `/api`, one module per resource (documents, text and edits on
 //!   any version, history, search and autocomplete, Yjs update export/import, tokens), their
 //!   shared extractors, and the OpenAPI document.
@@ -24,15 +27,17 @@
 //!   text by an observer (REST reads, search and autocomplete never walk the CRDT).
 //! - [`holdback`]: (crate quire-holdback) out-of-order updates held back until yrs can take
 //!   them in causal order; what a syncing peer gets besides the integrated state.
-//! - [`fuzzing`]: the bodies of the fuzz targets (`fuzz/`), also smoke-tested by `cargo test`.
+//! - [`fuzzing`]: the bodies of the fuzz targets (`fuzz/`), driving a [`document::Replica`]; also
+//!   smoke-tested by `cargo test`.
 //! - [`auth`]: signed access tokens (document, role, expiry) and the REST API's gate.
 //! - [`limits`]: connections per IP, messages per second per connection.
 //! - [`metrics`]: the counters and histograms behind `/metrics`.
 //! - [`web`]: the browser editor (`web/dist`, embedded in the binary) at `/`.
 //!
 //! An edit's path: browser keystroke → y-websocket Update frame → [`connection`] decodes it →
-//! [`document`] applies it to the yrs doc → op-log row committed by [`store`] (group commit) →
-//! relayed to every other connection of the document.
+//! the document's actor hands it to its [`document::Replica`], which applies it and yields an
+//! op-log row and a relay frame → the actor commits the round's rows through [`store`] (group
+//! commit) → only then sends the frames to every other connection of the document.
 
 pub mod api;
 pub mod auth;

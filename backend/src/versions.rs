@@ -5,10 +5,13 @@
 //! The actor keeps only the current version; anything older is a snapshot plus op-log rows,
 //! replayed here on a copy in a blocking task.
 
+use editor_core::{GapBuffer, TextBuffer};
+use yrs::Transact;
+
 use crate::document::build_doc;
 use crate::edit::{self, Edit, EditError};
-use crate::mirror::{doc_text, Mirror};
-use crate::store::{AtError, Store};
+use crate::mirror::{doc_text, text_of, Mirror, TEXT_NAME};
+use crate::store::{AtError, Store, StoredDoc};
 
 /// Why an older version could not be rebuilt.
 #[derive(Debug, thiserror::Error)]
@@ -43,10 +46,9 @@ pub async fn edits_at(
 ) -> Result<Vec<u8>, VersionError> {
     let stored = store.load_at(id, version).await?;
     let doc_id = id.to_string();
-    let update =
-        tokio::task::spawn_blocking(move || edit::apply_at_version(&doc_id, &stored, &edits))
-            .await
-            .map_err(|_| VersionError::Rebuild)??;
+    let update = tokio::task::spawn_blocking(move || apply_at_version(&doc_id, &stored, &edits))
+        .await
+        .map_err(|_| VersionError::Rebuild)??;
     Ok(update)
 }
 
@@ -92,4 +94,21 @@ pub async fn replay_counts(store: &Store, id: &str, seqs: &[i64]) -> Vec<(i64, (
         tracing::debug!(doc = id, %err, "could not store history counts");
     }
     counts
+}
+
+/// Applies `edits` to the document as `stored` (an older version) holds it, as a new client,
+/// and returns that client's update (v1) for the live document. CPU work: run it off the
+/// async threads for big documents.
+fn apply_at_version(
+    doc_id: &str,
+    stored: &StoredDoc,
+    edits: &[Edit],
+) -> Result<Vec<u8>, EditError> {
+    let doc = build_doc(doc_id, stored);
+    let text = doc.get_or_insert_text(TEXT_NAME);
+    let mut txn = doc.transact_mut();
+    let buf = GapBuffer::from_text(&text_of(&txn, &text));
+    let planned = edit::plan(&buf, edits)?;
+    edit::apply(&mut txn, &text, &planned);
+    Ok(txn.encode_update_v1())
 }

@@ -88,7 +88,7 @@ fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>) {
 /// A valid frame: an update typed on a small document, a state vector, or awareness.
 fn valid_frame(rng: &mut Rng) -> Vec<u8> {
     use yrs::sync::{Message, SyncMessage};
-    let doc = quire_backend::document::new_doc();
+    let doc = quire_backend::document::server_doc();
     let text = doc.get_or_insert_text("content");
     let mut txn = doc.transact_mut();
     for _ in 0..1 + rng.below(4) {

@@ -11,7 +11,7 @@ use yrs::updates::decoder::Decode;
 use yrs::{Doc, GetString, ReadTxn, StateVector, Transact, Update};
 
 fn doc() -> Doc {
-    quire_backend::document::new_doc()
+    quire_backend::document::server_doc()
 }
 
 fn text(doc: &Doc) -> String {

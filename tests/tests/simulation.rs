@@ -17,7 +17,7 @@
 //! - after quiescence: every replica and the server hold identical text and state; the server's
 //!   state reloaded from its store equals it; nothing any replica saw is missing; no panic.
 //!
-//! Cases: `QUIRE_SIM_CASES` (default 1000); seeds: `QUIRE_SIM_SEED` (default: from the clock),
+//! Cases: `QUIRE_SIM_CASES` (default 1000); seeds: `QUIRE_SIM_SEED` (default 1; `random`: the clock),
 //! case `i` uses seed `QUIRE_SIM_SEED + i`; `QUIRE_SIM_CHAOTIC_NET=1|0`: every case or none on
 //! the chaotic network. A failing case prints its seed and the command that
 //! replays exactly that case.
@@ -676,7 +676,7 @@ fn gapped_rows_sync_without_misplaced_blocks() {
             .apply(&mut doc.transact_mut(), bytes, update)
             .unwrap();
     };
-    let server = quire_backend::document::new_doc();
+    let server = quire_backend::document::server_doc();
     let mut server_hb = Holdback::default();
     for row in &rows {
         feed(&server, &mut server_hb, row);
@@ -881,7 +881,7 @@ fn run_case_steps(
     if text_of(&stored) != server_text && std::env::var_os("QUIRE_SIM_DEBUG").is_some() {
         let store = &slot.server().context().store;
         if let Ok(Loaded::Doc(rows)) = slot.rt.block_on(store.load(&doc, false)) {
-            let d = quire_backend::document::new_doc();
+            let d = quire_backend::document::server_doc();
             for (_, bytes) in rows.snapshot.iter() {
                 d.transact_mut()
                     .apply_update(Update::decode_v1(bytes).unwrap())
