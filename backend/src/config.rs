@@ -106,6 +106,17 @@ pub struct Config {
     /// permission-denied message; REST: 413). 0: no limit.
     #[arg(long, env = "QUIRE_MAX_DOCUMENT_BYTES", default_value_t = 64 << 20)]
     pub max_document_bytes: u64,
+
+    /// This server's name in a cluster (in logs and in the op log's batch names). Default: a
+    /// random one per process.
+    #[arg(long, env = "QUIRE_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// On PostgreSQL, how often the open documents' stored versions are compared with the ones
+    /// held, so rows other servers sharing the database committed reach this server's clients
+    /// (milliseconds; 0: never, for a database only this server writes).
+    #[arg(long, env = "QUIRE_TAIL_CHECK_MS", default_value_t = 500)]
+    pub tail_check_ms: u64,
 }
 
 impl Config {

@@ -15,6 +15,8 @@ use crate::store::{Store, StoreError};
 /// What every part of the server shares.
 pub struct Context {
     pub config: Config,
+    /// This server's name (`--node-id`, or random).
+    pub node_id: String,
     pub store: Store,
     pub health: Health,
     /// Cancelled once on SIGTERM/Ctrl-C; everything that runs watches it.
@@ -35,7 +37,12 @@ impl Context {
     pub fn new(config: Config, store: Store) -> Context {
         // `main` has already read `--auth-secret-file` into `auth_secret`.
         let auth = Arc::new(Auth::new(config.auth_secret.clone()));
+        let node_id = config.node_id.clone().unwrap_or_else(|| {
+            use std::hash::{BuildHasher, RandomState};
+            format!("{:016x}", RandomState::new().hash_one(std::process::id()))
+        });
         Context {
+            node_id,
             config,
             store,
             health: Health {

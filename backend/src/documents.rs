@@ -1,7 +1,7 @@
 //! The open documents: a map from document id to its actor's inbox, opening actors on demand.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -24,9 +24,17 @@ const ROOM_WAIT: Duration = Duration::from_secs(2);
 struct Entry {
     generation: u64,
     inbox: mpsc::Sender<Command>,
-    /// Written by the actor after every round: 0 while it has connections or uncommitted
-    /// updates, else when it became idle ([`idle_mark`]): what `--max-documents` evicts first.
-    idle: Arc<AtomicU64>,
+    marks: Arc<Marks>,
+}
+
+/// What an actor publishes for its registry after every round.
+#[derive(Debug)]
+pub(crate) struct Marks {
+    /// 0 while it has connections or uncommitted updates, else when it became idle
+    /// ([`idle_mark`]): what `--max-documents` evicts first.
+    pub idle: AtomicU64,
+    /// The version it holds (-1 until loaded), for the tail check.
+    pub version: AtomicI64,
 }
 
 type OpenMap = HashMap<Arc<str>, Entry>;
@@ -96,7 +104,7 @@ impl Documents {
         if max > 0 && open.len() >= max {
             let idlest = open
                 .values()
-                .map(|e| (e.idle.load(Ordering::Relaxed), e))
+                .map(|e| (e.marks.idle.load(Ordering::Relaxed), e))
                 .filter(|(mark, _)| *mark > 0)
                 .min_by_key(|(mark, _)| *mark);
             if let Some((_, entry)) = idlest {
@@ -109,7 +117,10 @@ impl Documents {
         let (tx, rx) = mpsc::channel(INBOX);
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let id: Arc<str> = id.into();
-        let idle = Arc::new(AtomicU64::new(0));
+        let marks = Arc::new(Marks {
+            idle: AtomicU64::new(0),
+            version: AtomicI64::new(-1),
+        });
         let actor = Actor::new(
             id.clone(),
             generation,
@@ -117,7 +128,7 @@ impl Documents {
             self.ctx.clone(),
             Arc::downgrade(self),
             rx,
-            idle.clone(),
+            marks.clone(),
         );
         self.ctx.tracker.spawn(actor.run());
         open.insert(
@@ -125,7 +136,7 @@ impl Documents {
             Entry {
                 generation,
                 inbox: tx.clone(),
-                idle,
+                marks,
             },
         );
         Ok((generation, tx))
@@ -161,7 +172,11 @@ impl Documents {
     pub fn at_capacity(&self) -> bool {
         let max = self.ctx.config.max_documents;
         let open = self.lock();
-        max > 0 && open.len() >= max && open.values().all(|e| e.idle.load(Ordering::Relaxed) == 0)
+        max > 0
+            && open.len() >= max
+            && open
+                .values()
+                .all(|e| e.marks.idle.load(Ordering::Relaxed) == 0)
     }
 
     /// Attaches a connection to a document, waiting until its stored state has loaded. Returns
@@ -268,6 +283,46 @@ impl Documents {
             open.remove(id);
         }
         true
+    }
+}
+
+impl Documents {
+    /// Every `interval`, reads the stored versions of the open documents and asks each actor
+    /// holding an older one (or a document deleted meanwhile) to catch up: how rows other servers
+    /// sharing the database committed reach this server's clients. Runs until shutdown.
+    pub async fn tail_check(self: Arc<Self>, interval: Duration) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.ctx.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let held: Vec<(Arc<str>, i64, mpsc::Sender<Command>)> = self
+                .lock()
+                .iter()
+                .filter_map(|(id, e)| {
+                    let version = e.marks.version.load(Ordering::Relaxed);
+                    (version >= 0).then(|| (id.clone(), version, e.inbox.clone()))
+                })
+                .collect();
+            if held.is_empty() {
+                continue;
+            }
+            let ids: Vec<Arc<str>> = held.iter().map(|(id, _, _)| id.clone()).collect();
+            let Ok(stored) = self.ctx.store.tails(&ids).await else {
+                // The store is away: commits retry, and the next tick looks again.
+                continue;
+            };
+            let stored: HashMap<String, i64> = stored.into_iter().collect();
+            for (id, version, inbox) in held {
+                let behind = stored.get(&*id).is_none_or(|&v| v > version);
+                if behind {
+                    // A full inbox has a round coming, which catches up anyway when it serves.
+                    let _ = inbox.try_send(Command::CatchUp);
+                }
+            }
+        }
     }
 }
 

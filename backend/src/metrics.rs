@@ -114,6 +114,9 @@ pub struct Metrics {
     /// Updates received (WebSocket Update/SyncStep2 messages and REST changes) that changed a
     /// document.
     pub updates_in: AtomicU64,
+    /// Op-log rows other servers committed, applied here (tail check, catch-up before reads,
+    /// rows found under the lock at commit).
+    pub rows_from_peers: AtomicU64,
     /// Update frames sent to connections (relays and sync replies).
     pub updates_out: AtomicU64,
     pub bytes_in: AtomicU64,
@@ -200,6 +203,12 @@ impl Metrics {
             "quire_updates_in_total",
             "Updates that changed a document (WebSocket and REST), each one op-log row.",
             &self.updates_in,
+        );
+        counter(
+            &mut out,
+            "quire_rows_from_peers_total",
+            "Op-log rows other servers sharing the database committed, applied and relayed here.",
+            &self.rows_from_peers,
         );
         counter(
             &mut out,

@@ -68,6 +68,11 @@ impl Server {
                 .map(|(jti, exp)| (jti, u64::try_from(exp).unwrap_or(0))),
         );
         let documents = Documents::new(ctx.clone());
+        if ctx.store.backend() == crate::store::Backend::Postgres && ctx.config.tail_check_ms > 0 {
+            // Other servers may share this database: their commits reach our clients this way.
+            let interval = std::time::Duration::from_millis(ctx.config.tail_check_ms);
+            ctx.tracker.spawn(documents.clone().tail_check(interval));
+        }
         Ok(Server { ctx, documents })
     }
 

@@ -3,9 +3,17 @@
 //! The same SQL runs on both (sqlx's `Any` driver, `$N` placeholders, times as Unix ms); only the
 //! migrations differ (`migrations/postgres`, `migrations/sqlite`) because the column types do.
 //!
-//! Durability contract: [`Store::append`] returns only after the rows are committed. The document
+//! Durability contract: [`Store::commit`] returns only after the rows are committed. The document
 //! actor relays nothing before that, so anything a collaborator has seen survives kill -9.
+//!
+//! Several servers may write one PostgreSQL database (a cluster, a rolling deploy): a commit takes
+//! its sequence numbers from the document's row (`version`), under that row's lock, inside its own
+//! transaction, so each document's op log is gap-free and in commit order, and an op-log conflict
+//! is an error, never a silent drop. SQLite is the single-process embedded default: a second
+//! process opening the same file is refused (`Store::connect`).
 
+use std::fs::File;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -15,7 +23,7 @@ use sqlx::{AnyPool, Executor, Row};
 static PG_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 
-/// PostgreSQL accepts at most 65,535 bind parameters per statement; 7 per op row.
+/// PostgreSQL accepts at most 65,535 bind parameters per statement; 8 per op row.
 const OPS_PER_INSERT: usize = 2_000;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +34,14 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The document was deleted (by this server or another) before the commit.
+    #[error("the document was deleted")]
+    Deleted,
+    /// The op log and the documents row disagree: a bug, never papered over.
+    #[error("op-log conflict: {0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Locked(String),
 }
 
 /// Whether a document id is in use.
@@ -114,6 +130,42 @@ pub enum AtError {
 
 const META_COLUMNS: &str = "id, name, created_ms, updated_ms, version, length_chars";
 
+/// The outcome of [`Store::commit`].
+#[derive(Debug)]
+pub struct Committed {
+    /// The sequence number of the batch's first row; the others follow one by one.
+    pub first_seq: i64,
+    /// Rows other servers committed after the caller's version and before this batch: the
+    /// caller applies them (and relays them) too, so it never holds a gap.
+    pub missed: CatchUp,
+}
+
+/// Rows of a document after a version someone holds, up to a newer one.
+#[derive(Debug, Default)]
+pub struct CatchUp {
+    /// Set when rows right after the holder's version were compacted away: the newest snapshot,
+    /// to merge before `ops`.
+    pub snapshot: Option<(i64, Vec<u8>)>,
+    /// In order.
+    pub ops: Vec<OpRow>,
+    /// The version this brings the holder to.
+    pub upto: i64,
+}
+
+impl CatchUp {
+    pub fn is_empty(&self) -> bool {
+        self.snapshot.is_none() && self.ops.is_empty()
+    }
+}
+
+/// A document's version as the store has it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tail {
+    Live(i64),
+    /// Deleted, or never existed.
+    Gone,
+}
+
 impl StoredDoc {
     /// The highest sequence number stored for the document (0 when it has none).
     pub fn last_seq(&self) -> i64 {
@@ -126,6 +178,8 @@ impl StoredDoc {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite: the lock that keeps a second process off the file, held until [`Store::close`].
+    file_lock: Arc<Mutex<Option<File>>>,
 }
 
 impl Store {
@@ -158,6 +212,11 @@ impl Store {
         } else {
             options
         };
+        let file_lock = if backend == Backend::Sqlite {
+            lock_sqlite_file(url)?
+        } else {
+            None
+        };
         let url = if backend == Backend::Sqlite && !url.contains("mode=") {
             // Create the file on first run: `cargo run` needs nothing else.
             format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
@@ -169,7 +228,11 @@ impl Store {
             Backend::Postgres => PG_MIGRATIONS.run(&pool).await?,
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            file_lock: Arc::new(Mutex::new(file_lock)),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -398,19 +461,23 @@ impl Store {
         Ok(())
     }
 
-    /// Records a document's version and length (after a load found them stale).
+    /// Records a document's length at `version` (and the version, if the row's is older: rows
+    /// written before versions were recorded). Never moves the version back, and records no
+    /// length for a version another server has passed.
     pub async fn set_stats(
         &self,
         doc_id: &str,
         version: i64,
         length: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE documents SET version = $1, length_chars = $2 WHERE id = $3")
-            .bind(version)
-            .bind(length)
-            .bind(doc_id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE documents SET version = $1, length_chars = $2 WHERE id = $3 AND version <= $1",
+        )
+        .bind(version)
+        .bind(length)
+        .bind(doc_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -485,74 +552,198 @@ impl Store {
         Ok(out)
     }
 
-    /// Appends `ops` to the op log in one transaction (group commit). Returns how many rows were
-    /// new: a retry after an ambiguous failure finds its rows already there and adds nothing.
-    /// `version` and `length` (if known) are the document's after these ops, recorded on its row.
-    pub async fn append(
+    /// Commits `ops` to the op log in one transaction (group commit) and returns the sequence
+    /// number of the first; the others follow one by one. The numbers come from the document's
+    /// row, under its lock, so servers sharing the database never take each other's. `known` is
+    /// the version the caller holds: rows committed after it by others come back in
+    /// [`Committed::missed`]. `batch` names this commit; with `retry` set (the previous attempt
+    /// failed in a way that may have committed) rows already written under it are found and
+    /// returned instead of being written twice. `length`, if known, is the text's length after
+    /// the batch, recorded when no one else wrote in between.
+    pub async fn commit(
         &self,
         doc_id: &str,
         ops: &[NewOp],
-        version: i64,
+        known: i64,
+        batch: &str,
+        retry: bool,
         length: Option<i64>,
-    ) -> Result<u64, StoreError> {
-        if ops.is_empty() {
-            return Ok(0);
-        }
+    ) -> Result<Committed, StoreError> {
+        let n = ops.len() as i64;
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let mut inserted = 0;
-        for chunk in ops.chunks(OPS_PER_INSERT) {
+        if retry {
+            let done = sqlx::query(
+                "SELECT seq FROM ops WHERE doc_id = $1 AND seq > $2 AND batch = $3 ORDER BY seq LIMIT 1",
+            )
+            .bind(doc_id)
+            .bind(known)
+            .bind(batch)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = done {
+                let first_seq: i64 = row.try_get(0)?;
+                let missed = missed_rows(&mut tx, doc_id, known, first_seq - 1).await?;
+                tx.commit().await?;
+                tracing::info!(
+                    doc = doc_id,
+                    batch,
+                    first_seq,
+                    "commit retried: it had landed"
+                );
+                return self.complete(doc_id, known, first_seq, missed).await;
+            }
+        }
+        // The row's version is the last number given out (or, for rows written before versions
+        // were recorded, the op log's highest).
+        let greatest = match self.backend {
+            Backend::Postgres => "GREATEST",
+            Backend::Sqlite => "MAX",
+        };
+        let row = sqlx::query(&format!(
+            "UPDATE documents SET \
+               version = {greatest}(version, COALESCE((SELECT MAX(seq) FROM ops WHERE doc_id = $1), 0)) + $2, \
+               length_chars = CASE WHEN version = $3 THEN COALESCE($4, length_chars) ELSE length_chars END, \
+               updated_ms = $5 \
+             WHERE id = $1 AND deleted_ms IS NULL RETURNING version"
+        ))
+        .bind(doc_id)
+        .bind(n)
+        .bind(known)
+        .bind(length)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Err(StoreError::Deleted);
+        };
+        let version: i64 = row.try_get(0)?;
+        let base = version - n;
+        if base < known {
+            return Err(StoreError::Conflict(format!(
+                "document {doc_id} is at version {base} in the store but this server holds {known}"
+            )));
+        }
+        let missed = missed_rows(&mut tx, doc_id, known, base).await?;
+        for (chunk_index, chunk) in ops.chunks(OPS_PER_INSERT).enumerate() {
             let mut sql = String::from(
                 "INSERT INTO ops (doc_id, seq, update_v1, received_ms, origin, chars_inserted, \
-                 chars_deleted) VALUES ",
+                 chars_deleted, batch) VALUES ",
             );
             for i in 0..chunk.len() {
-                let b = i * 7;
+                let b = i * 8;
                 if i > 0 {
                     sql.push(',');
                 }
                 sql.push_str(&format!(
-                    "(${},${},${},${},${},${},${})",
+                    "(${},${},${},${},${},${},${},${})",
                     b + 1,
                     b + 2,
                     b + 3,
                     b + 4,
                     b + 5,
                     b + 6,
-                    b + 7
+                    b + 7,
+                    b + 8
                 ));
             }
-            sql.push_str(" ON CONFLICT (doc_id, seq) DO NOTHING");
             let mut query = sqlx::query(&sql);
-            for op in chunk {
+            for (i, op) in chunk.iter().enumerate() {
+                let seq = base + 1 + (chunk_index * OPS_PER_INSERT + i) as i64;
                 query = query
                     .bind(doc_id)
-                    .bind(op.seq)
+                    .bind(seq)
                     .bind(op.update_v1.as_slice())
                     .bind(now)
                     .bind(op.origin.as_deref())
                     .bind(op.chars.map(|c| c.0 as i64))
-                    .bind(op.chars.map(|c| c.1 as i64));
+                    .bind(op.chars.map(|c| c.1 as i64))
+                    .bind(batch);
             }
-            inserted += query.execute(&mut *tx).await?.rows_affected();
+            // A plain INSERT: a sequence number already taken is a bug and fails the commit.
+            query.execute(&mut *tx).await?;
         }
-        match length {
-            Some(length) => sqlx::query(
-                "UPDATE documents SET updated_ms = $1, version = $2, length_chars = $3 WHERE id = $4",
-            )
-            .bind(now)
-            .bind(version)
-            .bind(length)
-            .bind(doc_id),
-            None => sqlx::query("UPDATE documents SET updated_ms = $1, version = $2 WHERE id = $3")
-                .bind(now)
-                .bind(version)
-                .bind(doc_id),
-        }
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
-        Ok(inserted)
+        self.complete(doc_id, known, base + 1, missed).await
+    }
+
+    /// [`Committed`] with the rows missed between `known` and `first_seq`, reading a snapshot
+    /// when some of them were compacted away.
+    async fn complete(
+        &self,
+        doc_id: &str,
+        known: i64,
+        first_seq: i64,
+        missed: Vec<OpRow>,
+    ) -> Result<Committed, StoreError> {
+        let upto = first_seq - 1;
+        let missed = if dense(&missed, known, upto) {
+            CatchUp {
+                snapshot: None,
+                ops: missed,
+                upto,
+            }
+        } else {
+            self.catch_up(doc_id, known, upto).await?
+        };
+        Ok(Committed { first_seq, missed })
+    }
+
+    /// The document's version in the store now.
+    pub async fn tail(&self, doc_id: &str) -> Result<Tail, StoreError> {
+        let row = sqlx::query("SELECT version, deleted_ms FROM documents WHERE id = $1")
+            .bind(doc_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(row) if row.try_get::<Option<i64>, _>(1)?.is_none() => Tail::Live(row.try_get(0)?),
+            _ => Tail::Gone,
+        })
+    }
+
+    /// The versions of several documents now (those not listed are deleted or missing).
+    pub async fn tails(&self, ids: &[Arc<str>]) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT id, version FROM documents WHERE deleted_ms IS NULL AND id IN ({})",
+                placeholders.join(",")
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(&**id);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                out.push((row.try_get(0)?, row.try_get(1)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// What a server holding `known` needs to reach `upto`: the rows in between, or, when some
+    /// were compacted away, the newest snapshot and the rows after it.
+    pub async fn catch_up(
+        &self,
+        doc_id: &str,
+        known: i64,
+        upto: i64,
+    ) -> Result<CatchUp, StoreError> {
+        let ops = self.ops_between(doc_id, known, upto).await?;
+        if dense(&ops, known, upto) {
+            return Ok(CatchUp {
+                snapshot: None,
+                ops,
+                upto,
+            });
+        }
+        let (snapshot, after) = self.snapshot_at_most(doc_id, upto).await?;
+        let ops = self.ops_between(doc_id, after, upto).await?;
+        Ok(CatchUp {
+            snapshot,
+            ops,
+            upto,
+        })
     }
 
     /// Stores a snapshot covering every op up to `seq`, keeps the newest `keep_snapshots`, and
@@ -567,6 +758,17 @@ impl Store {
     ) -> Result<(), StoreError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            // One server at a time compacts a document; another that finds it busy skips (its
+            // next threshold tries again). Released with the transaction.
+            let row = sqlx::query("SELECT pg_try_advisory_xact_lock(hashtext($1))")
+                .bind(doc_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            if !row.try_get::<bool, _>(0)? {
+                return Ok(());
+            }
+        }
         sqlx::query(
             "INSERT INTO snapshots (doc_id, seq, state_v1, created_ms, crc32) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (doc_id, seq) DO NOTHING",
@@ -639,9 +841,14 @@ impl Store {
             .collect()
     }
 
-    /// Closes the pool, waiting for in-flight queries.
+    /// Closes the pool, waiting for in-flight queries, and lets another process open a SQLite
+    /// file.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.file_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
     }
 }
 
@@ -667,4 +874,60 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// True when `ops` are exactly the rows `known + 1 ..= upto`.
+fn dense(ops: &[OpRow], known: i64, upto: i64) -> bool {
+    ops.len() as i64 == upto - known && ops.first().is_none_or(|op| op.seq == known + 1)
+}
+
+/// The rows after `known` up to `upto`, read inside the commit's transaction.
+async fn missed_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    doc_id: &str,
+    known: i64,
+    upto: i64,
+) -> Result<Vec<OpRow>, StoreError> {
+    if upto <= known {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(
+        "SELECT seq, update_v1 FROM ops WHERE doc_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
+    )
+    .bind(doc_id)
+    .bind(known)
+    .bind(upto)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows.iter().map(op_row).collect::<Result<_, _>>()?)
+}
+
+/// Takes an exclusive lock beside a SQLite database file (`PATH.lock`), so a second process on
+/// the same file is refused: SQLite is the single-server default, and two servers numbering
+/// one document's rows would have to share a database that can coordinate them (PostgreSQL).
+/// In-memory databases need none.
+fn lock_sqlite_file(url: &str) -> Result<Option<File>, StoreError> {
+    let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.contains(":memory:") || url.contains("mode=memory") {
+        return Ok(None);
+    }
+    let lock_path = format!("{path}.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError::Locked(format!("cannot open the lock file {lock_path}: {e}")))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked(format!(
+            "the SQLite database {path} is in use by another quire-server (lock {lock_path}): \
+             SQLite serves one process; stop the other server, or run several on PostgreSQL \
+             (--database-url postgres://…)"
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StoreError::Locked(format!("cannot lock {lock_path}: {e}")))
+        }
+    }
 }

@@ -41,7 +41,7 @@ async fn kill9_mid_stream_loses_nothing_seen(kind: StoreKind) {
                     writer.push(&format!("{edits} ✓ 🦀 ü "));
                 }
                 edits += 1;
-                if edits % 3 == 0 {
+                if edits.is_multiple_of(3) {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 } else {
                     tokio::task::yield_now().await;

@@ -122,8 +122,24 @@ async fn doc_with_ops(store: &Store, doc: &str, n: i64) {
         store.load(doc, true).await.unwrap(),
         Loaded::Doc(_)
     ));
-    let added = store.append(doc, &ops(1..=n), n, Some(n)).await.unwrap();
-    assert_eq!(added, n as u64);
+    assert_eq!(commit(store, doc, &ops(1..=n), 0, Some(n)).await, 1);
+}
+
+/// Commits `ops` as a server holding `known` would (a fresh batch name, no retry); the seq of
+/// the first.
+async fn commit(store: &Store, doc: &str, ops: &[NewOp], known: i64, length: Option<i64>) -> i64 {
+    store
+        .commit(
+            doc,
+            ops,
+            known,
+            &format!("test/{known}/{}", ops.len()),
+            false,
+            length,
+        )
+        .await
+        .unwrap()
+        .first_seq
 }
 
 fn loaded(l: Loaded) -> StoredDoc {
@@ -155,10 +171,9 @@ async fn append_and_load(fx: &Fixture) {
     assert_eq!((fresh.recorded, fresh.last_seq()), ((0, 0), 0));
     assert_eq!(s.state("doc").await.unwrap(), DocState::Live);
 
-    assert_eq!(s.append("doc", &[], 0, None).await.unwrap(), 0);
-    assert_eq!(s.append("doc", &ops(1..=3), 3, Some(30)).await.unwrap(), 3);
+    assert_eq!(commit(s, "doc", &ops(1..=3), 0, Some(30)).await, 1);
     // Without a length the recorded one stays.
-    assert_eq!(s.append("doc", &ops(4..=5), 5, None).await.unwrap(), 2);
+    assert_eq!(commit(s, "doc", &ops(4..=5), 3, None).await, 4);
 
     let d = loaded(s.load("doc", false).await.unwrap());
     assert_eq!(seqs(&d), [1, 2, 3, 4, 5]);
@@ -187,31 +202,112 @@ async fn append_and_load(fx: &Fixture) {
 
     // More rows than one INSERT statement takes still land in one call, in order.
     let many = ops(6..=2_505);
-    assert_eq!(s.append("doc", &many, 2_505, None).await.unwrap(), 2_500);
+    assert_eq!(commit(s, "doc", &many, 5, None).await, 6);
     let d = loaded(s.load("doc", false).await.unwrap());
     assert_eq!(seqs(&d), (1..=2_505).collect::<Vec<_>>());
     assert_payloads(&d);
 }
 on_both!(append_and_load);
 
-async fn sequence_conflict(fx: &Fixture) {
+async fn writers_sharing_a_document(fx: &Fixture) {
     let s = &fx.store;
     doc_with_ops(s, "doc", 2).await;
-    // A retry (or a clash) on an existing seq adds nothing for it and keeps the first payload.
-    let clash = NewOp {
-        seq: 2,
-        update_v1: b"other".to_vec(),
-        origin: None,
-        chars: None,
-    };
-    assert_eq!(s.append("doc", &[clash, op(3)], 3, None).await.unwrap(), 1);
-    assert_eq!(s.append("doc", &ops(1..=3), 3, None).await.unwrap(), 0);
+    // Two servers both holding version 2 commit: the store numbers them one after the other,
+    // and the second learns the first's rows (what it must apply and relay), never a clash.
+    assert_eq!(commit(s, "doc", &ops(3..=4), 2, Some(4)).await, 3);
+    let second = s
+        .commit("doc", &[op(5)], 2, "other/1", false, Some(99))
+        .await
+        .unwrap();
+    assert_eq!(second.first_seq, 5);
+    assert!(second.missed.snapshot.is_none());
+    assert_eq!(second.missed.upto, 4);
+    assert_eq!(
+        second.missed.ops.iter().map(|o| o.seq).collect::<Vec<_>>(),
+        [3, 4]
+    );
     let d = loaded(s.load("doc", false).await.unwrap());
-    assert_eq!(seqs(&d), [1, 2, 3]);
+    assert_eq!(seqs(&d), [1, 2, 3, 4, 5]);
     assert_payloads(&d);
-    assert_eq!(d.recorded.0, 3);
+    // The second writer's length was measured without the first's rows: not recorded.
+    assert_eq!(d.recorded, (5, 4));
+    // A version is never moved back, nor a length recorded for a version already passed.
+    s.set_stats("doc", 3, 1).await.unwrap();
+    let d = loaded(s.load("doc", false).await.unwrap());
+    assert_eq!(d.recorded, (5, 4));
 }
-on_both!(sequence_conflict);
+on_both!(writers_sharing_a_document);
+
+async fn retried_commits(fx: &Fixture) {
+    let s = &fx.store;
+    doc_with_ops(s, "doc", 2).await;
+    let first = s
+        .commit("doc", &ops(3..=4), 2, "node/1/7", false, None)
+        .await
+        .unwrap();
+    assert_eq!(first.first_seq, 3);
+    // The reply was lost (say the connection dropped around COMMIT): the retry finds its rows.
+    let again = s
+        .commit("doc", &ops(3..=4), 2, "node/1/7", true, None)
+        .await
+        .unwrap();
+    assert_eq!(again.first_seq, 3);
+    assert_eq!(s.op_count("doc").await.unwrap(), 4);
+    // A retry of a batch that never landed writes it.
+    let late = s
+        .commit("doc", &[op(5)], 4, "node/1/8", true, None)
+        .await
+        .unwrap();
+    assert_eq!(late.first_seq, 5);
+    let d = loaded(s.load("doc", false).await.unwrap());
+    assert_eq!(seqs(&d), [1, 2, 3, 4, 5]);
+    assert_payloads(&d);
+}
+on_both!(retried_commits);
+
+async fn conflicts_fail_loudly(fx: &Fixture) {
+    let s = &fx.store;
+    doc_with_ops(s, "doc", 2).await;
+    // A server claiming a version the store never gave out is a bug: an error, nothing written.
+    assert!(matches!(
+        s.commit("doc", &[op(11)], 10, "x/1", false, None).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.op_count("doc").await.unwrap(), 2);
+    // A deleted document takes no rows.
+    s.delete("doc").await.unwrap();
+    assert!(matches!(
+        s.commit("doc", &[op(3)], 2, "x/2", false, None).await,
+        Err(StoreError::Deleted)
+    ));
+}
+on_both!(conflicts_fail_loudly);
+
+async fn catching_up_past_compacted_rows(fx: &Fixture) {
+    let s = &fx.store;
+    doc_with_ops(s, "doc", 6).await;
+    let rows = s.catch_up("doc", 2, 4).await.unwrap();
+    assert!(rows.snapshot.is_none());
+    assert_eq!(rows.ops.iter().map(|o| o.seq).collect::<Vec<_>>(), [3, 4]);
+    fx.backdate_ops("doc").await;
+    s.save_snapshot("doc", 4, b"state-4", 3, Some(Duration::from_secs(3_600)))
+        .await
+        .unwrap();
+    // Rows 3 and 4 are gone: a server holding 2 gets the snapshot and what follows it.
+    let rows = s.catch_up("doc", 2, 6).await.unwrap();
+    assert_eq!(rows.snapshot, Some((4, b"state-4".to_vec())));
+    assert_eq!(rows.ops.iter().map(|o| o.seq).collect::<Vec<_>>(), [5, 6]);
+    assert_eq!(rows.upto, 6);
+    assert_eq!(
+        s.tail("doc").await.unwrap(),
+        quire_backend::store::Tail::Live(6)
+    );
+    assert_eq!(
+        s.tails(&["doc".into(), "nope".into()]).await.unwrap(),
+        [("doc".to_string(), 6)]
+    );
+}
+on_both!(catching_up_past_compacted_rows);
 
 async fn snapshot_then_load(fx: &Fixture) {
     let s = &fx.store;
@@ -409,10 +505,10 @@ async fn unknown_and_created_documents(fx: &Fixture) {
     assert_eq!(s.state("nope").await.unwrap(), DocState::Missing);
     assert!(s.meta("nope").await.unwrap().is_none());
     assert_eq!(s.op_count("nope").await.unwrap(), 0);
-    // The op log refers to its document: appending to an unknown one fails and stores nothing.
+    // Committing to an unknown document fails and stores nothing.
     assert!(matches!(
-        s.append("nope", &ops(1..=1), 1, None).await,
-        Err(StoreError::Db(_))
+        s.commit("nope", &ops(1..=1), 0, "x/1", false, None).await,
+        Err(StoreError::Deleted)
     ));
     assert_eq!(s.op_count("nope").await.unwrap(), 0);
     assert_eq!(s.state("nope").await.unwrap(), DocState::Missing);

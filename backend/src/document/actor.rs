@@ -20,7 +20,7 @@
 //! and shutdown.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -28,13 +28,15 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::command::{ApiRequest, CloseReason, Command, ConnId, DocError, Reply};
+use super::command::{
+    ApiRequest, Applied, CloseReason, Command, ConnId, DocError, Reply, SearchResult, TextAt,
+};
 use super::replica::{Replica, ReplicaLimits};
 use crate::context::Context;
-use crate::documents::Documents;
+use crate::documents::{Documents, Marks};
 use crate::metrics::{self, ErrorKind};
 use crate::protocol::close;
-use crate::store::{Loaded, StoredDoc};
+use crate::store::{Backend, Loaded, StoreError, StoredDoc, Tail};
 
 /// Commands handled in one round at most, so one round's commit stays bounded and one round's
 /// relays fit several times into a client's outbound queue.
@@ -60,14 +62,21 @@ pub(crate) struct Actor {
     conns: HashMap<ConnId, Conn>,
     /// The length the documents row records.
     recorded_length: i64,
-    /// REST replies produced this round, sent after the commit.
-    replies: Vec<Box<dyn FnOnce() + Send>>,
+    /// REST replies produced this round, sent after the commit; given how far the commit moved
+    /// the round's versions (`from` the first one, `by` how much).
+    replies: Vec<Box<dyn FnOnce(i64, i64) + Send>>,
+    /// Commits so far, naming each commit's batch of rows.
+    commits: u64,
+    /// Other servers may write this document (PostgreSQL): catch up before answering reads and
+    /// joins.
+    shared_store: bool,
     /// A delete asked for this round, done after the commit.
     delete: Option<Reply<()>>,
     compaction: Option<JoinHandle<()>>,
     idle_since: Option<Instant>,
-    /// Shared with [`Documents`]: when this document became idle (0: busy), after each round.
-    idle_mark: Arc<AtomicU64>,
+    /// Shared with [`Documents`]: when this document became idle (0: busy), and the version
+    /// held (for the tail check that notices other servers' commits), after each round.
+    marks: Arc<Marks>,
     /// Asked to unload now (`Command::Evict`) to make room for another document.
     evict: bool,
     /// When the current round took its first command (for the broadcast latency histogram).
@@ -89,8 +98,9 @@ impl Actor {
         ctx: Arc<Context>,
         documents: Weak<Documents>,
         rx: mpsc::Receiver<Command>,
-        idle_mark: Arc<AtomicU64>,
+        marks: Arc<Marks>,
     ) -> Actor {
+        let shared_store = ctx.store.backend() == Backend::Postgres;
         Actor {
             id,
             generation,
@@ -102,10 +112,12 @@ impl Actor {
             conns: HashMap::new(),
             recorded_length: 0,
             replies: Vec::new(),
+            commits: 0,
+            shared_store,
             delete: None,
             compaction: None,
             idle_since: Some(Instant::now()),
-            idle_mark,
+            marks,
             evict: false,
             round_started: Instant::now(),
         }
@@ -153,14 +165,27 @@ impl Actor {
                 cmd = self.rx.recv() => {
                     let Some(cmd) = cmd else { break };
                     self.round_started = Instant::now();
-                    self.handle(cmd);
-                    for _ in 1..MAX_ROUND {
+                    let mut round = vec![cmd];
+                    while round.len() < MAX_ROUND {
                         match self.rx.try_recv() {
-                            Ok(cmd) => self.handle(cmd),
+                            Ok(cmd) => round.push(cmd),
                             Err(_) => break,
                         }
                     }
-                    self.finish_round().await;
+                    // A joining client's sync and every REST answer include what other servers
+                    // committed up to now.
+                    let fresh = round.iter().any(|cmd| {
+                        matches!(cmd, Command::Join { .. } | Command::Api(_) | Command::CatchUp)
+                    });
+                    if fresh && self.shared_store && !self.catch_up().await {
+                        return self.gone(round);
+                    }
+                    for cmd in round {
+                        self.handle(cmd);
+                    }
+                    if !self.finish_round().await {
+                        return self.gone(Vec::new());
+                    }
                     if self.finish_delete().await {
                         return;
                     }
@@ -172,7 +197,9 @@ impl Actor {
                 _ = tick.tick() => {
                     let timeout_ms = self.ctx.config.awareness_timeout_secs * 1000;
                     self.replica().expire_awareness(now_ms(), timeout_ms);
-                    self.finish_round().await;
+                    if !self.finish_round().await {
+                        return self.gone(Vec::new());
+                    }
                     self.record_length().await;
                     if self.try_unload(false).await {
                         return;
@@ -237,6 +264,7 @@ impl Actor {
             // Rows written before the document's version and length were recorded.
             let _ = self.ctx.store.set_stats(&self.id, last_seq, length).await;
         }
+        self.publish_version();
         Load::Ready
     }
 
@@ -264,6 +292,8 @@ impl Actor {
                 self.replica().leave(conn);
             }
             Command::Evict => self.evict = true,
+            // Done before the round (`catch_up`).
+            Command::CatchUp => {}
             Command::Api(request) => {
                 if self.conns.is_empty() {
                     // REST use keeps a document loaded like a connection does.
@@ -360,7 +390,7 @@ impl Actor {
             ApiRequest::Delete { reply } => {
                 if let Some(earlier) = self.delete.replace(reply) {
                     // Two deletes in one round: both succeed with the one delete.
-                    self.replies.push(Box::new(move || {
+                    self.replies.push(Box::new(move |_, _| {
                         let _ = earlier.send(Ok(()));
                     }));
                 }
@@ -369,9 +399,16 @@ impl Actor {
     }
 
     /// Queues `result` for after the round's commit.
-    fn reply<T: Send + 'static>(&mut self, reply: Reply<T>, result: Result<T, DocError>) {
-        self.replies.push(Box::new(move || {
-            let _ = reply.send(result);
+    fn reply<T: Versioned + Send + 'static>(
+        &mut self,
+        reply: Reply<T>,
+        result: Result<T, DocError>,
+    ) {
+        self.replies.push(Box::new(move |from, by| {
+            let _ = reply.send(result.map(|mut value| {
+                value.shift(from, by);
+                value
+            }));
         }));
     }
 
@@ -393,12 +430,15 @@ impl Actor {
         }
     }
 
-    /// Commits the round's rows, then sends what the round produced.
-    async fn finish_round(&mut self) {
+    /// Commits the round's rows, then sends what the round produced. False when the document
+    /// turned out deleted (by another server): the actor stops.
+    async fn finish_round(&mut self) -> bool {
         let had_updates = self.replica().has_ops();
-        self.commit().await;
+        let Some((from, by)) = self.commit().await else {
+            return false;
+        };
         for reply in std::mem::take(&mut self.replies) {
-            reply();
+            reply(from, by);
         }
         loop {
             let outbox = self.replica().take_outbox();
@@ -449,48 +489,141 @@ impl Actor {
             let _ = self.load().await;
         }
         self.maybe_compact();
+        self.publish_version();
+        true
     }
 
-    async fn commit(&mut self) {
+    /// Brings the replica up to the stored version (rows other servers committed). False when
+    /// the document is gone (deleted by another server). A store that does not answer is not
+    /// waited for: the commit will catch up under the row lock anyway.
+    async fn catch_up(&mut self) -> bool {
+        let held = self.replica().last_seq();
+        let stored = match self.ctx.store.tail(&self.id).await {
+            Ok(Tail::Live(version)) => version,
+            Ok(Tail::Gone) => return false,
+            Err(err) => {
+                tracing::debug!(doc = %self.id, %err, "cannot read the stored version; serving what is held");
+                return true;
+            }
+        };
+        if stored <= held {
+            return true;
+        }
+        match self.ctx.store.catch_up(&self.id, held, stored).await {
+            Ok(rows) => {
+                let count = rows.ops.len() as u64;
+                self.replica().catch_up(&rows);
+                metrics::get()
+                    .rows_from_peers
+                    .fetch_add(count, Ordering::Relaxed);
+                tracing::debug!(doc = %self.id, from = held, to = stored, "caught up with other servers");
+            }
+            Err(err) => {
+                tracing::debug!(doc = %self.id, %err, "cannot read other servers' rows; later");
+            }
+        }
+        true
+    }
+
+    /// Tells [`Documents`] the version held (for the tail check).
+    fn publish_version(&mut self) {
+        let version = self.replica().last_seq();
+        self.marks.version.store(version, Ordering::Relaxed);
+    }
+
+    /// The document was deleted by another server: close every connection as a delete here
+    /// does, answer what is queued, stop.
+    fn gone(&mut self, unhandled: Vec<Command>) {
+        tracing::info!(doc = %self.id, "document deleted by another server");
+        self.close_all(CloseReason::new(close::DOCUMENT_DELETED, "document deleted"));
+        for reply in std::mem::take(&mut self.replies) {
+            // Their rows, if any, were never committed: nothing was acknowledged.
+            drop(reply);
+        }
+        if let Some(reply) = self.delete.take() {
+            let _ = reply.send(Ok(()));
+        }
+        for cmd in unhandled {
+            match cmd {
+                Command::Join { ack, .. } => {
+                    let _ = ack.send(Err(CloseReason::new(
+                        close::DOCUMENT_DELETED,
+                        "document deleted",
+                    )));
+                }
+                Command::Api(request) => request.refuse(DocError::NotFound),
+                _ => {}
+            }
+        }
+        self.refuse_all(true);
+    }
+
+    /// Commits the round's rows (retrying while the store is away), takes the numbers the store
+    /// gave them and applies what other servers committed before them. Returns the round's first
+    /// provisional version and how far the commit moved it, or `None` when the document was
+    /// deleted meanwhile.
+    async fn commit(&mut self) -> Option<(i64, i64)> {
         let replica = self.replica();
         let ops = replica.take_ops();
-        if ops.is_empty() {
-            return;
-        }
+        let Some(first) = ops.first() else {
+            return Some((i64::MAX, 0));
+        };
+        let provisional_first = first.seq;
+        let known = provisional_first - 1;
         // The length is known cheaply only when the mirror is in sync; otherwise the tick
         // records it.
-        let (last_seq, length) = (replica.last_seq(), replica.known_length());
+        let length = replica.known_length();
+        self.commits += 1;
+        let batch = format!("{}/{}/{}", self.ctx.node_id, self.generation, self.commits);
         let mut delay = Duration::from_millis(50);
         let mut attempt = 0u32;
-        loop {
+        let committed = loop {
             attempt += 1;
             let started = Instant::now();
             match self
                 .ctx
                 .store
-                .append(&self.id, &ops, last_seq, length)
+                .commit(&self.id, &ops, known, &batch, attempt > 1, length)
                 .await
             {
-                Ok(inserted) => {
+                Ok(committed) => {
                     metrics::get().oplog_append.observe(started.elapsed());
-                    if inserted < ops.len() as u64 && attempt == 1 {
-                        tracing::error!(doc = %self.id, "op-log sequence numbers already taken: is another server writing this document?");
-                    }
                     self.ctx.health.store_ok(true);
-                    break;
+                    break committed;
                 }
+                Err(StoreError::Deleted) => return None,
                 Err(err) => {
                     self.ctx.health.store_error(&err);
                     metrics::get().error(ErrorKind::Store);
-                    tracing::warn!(doc = %self.id, %err, attempt, updates = ops.len(), "op-log append failed; retrying");
+                    if matches!(err, StoreError::Conflict(_)) {
+                        tracing::error!(doc = %self.id, %err, attempt, updates = ops.len(), "op-log conflict; retrying (nothing is relayed meanwhile)");
+                    } else {
+                        tracing::warn!(doc = %self.id, %err, attempt, updates = ops.len(), "op-log commit failed; retrying");
+                    }
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(2));
                 }
             }
+        };
+        let missed = committed.missed.ops.len() as u64;
+        if missed > 0 || committed.missed.snapshot.is_some() {
+            metrics::get()
+                .rows_from_peers
+                .fetch_add(missed, Ordering::Relaxed);
         }
-        if let Some(length) = length {
-            self.recorded_length = length;
+        let in_place = committed.first_seq == provisional_first;
+        let by = self.replica().committed(
+            provisional_first,
+            ops.len(),
+            committed.first_seq,
+            &committed.missed,
+        );
+        if in_place {
+            if let Some(length) = length {
+                self.recorded_length = length;
+            }
         }
+        Some((provisional_first, by))
     }
 
     /// Starts a background snapshot when the op-log tail passed a threshold. Encoding happens
@@ -519,7 +652,7 @@ impl Actor {
             Some(since) if self.conns.is_empty() && !busy => crate::documents::idle_mark(since),
             _ => 0,
         };
-        self.idle_mark.store(mark, Ordering::Relaxed);
+        self.marks.idle.store(mark, Ordering::Relaxed);
     }
 
     /// Unloads the document when it has had no connection for the idle timeout (or at once if
@@ -549,7 +682,7 @@ impl Actor {
     }
 
     async fn shut_down(&mut self) {
-        self.commit().await;
+        let _ = self.commit().await;
         self.record_length().await;
         if let Some(h) = self.compaction.take() {
             let _ = h.await;
@@ -565,11 +698,7 @@ impl Actor {
                 tracing::warn!(doc = %self.id, %err, "final snapshot failed; the op log has every update");
             }
         }
-        for (_, conn) in self.conns.drain() {
-            if let Some(kick) = conn.kick {
-                let _ = kick.send(CloseReason::new(close::GOING_AWAY, "server shutting down"));
-            }
-        }
+        self.close_all(CloseReason::new(close::GOING_AWAY, "server shutting down"));
         self.unregister();
     }
 
@@ -590,14 +719,7 @@ impl Actor {
             return false;
         }
         tracing::info!(doc = %self.id, "document deleted");
-        for (_, conn) in self.conns.drain() {
-            if let Some(kick) = conn.kick {
-                let _ = kick.send(CloseReason::new(
-                    close::DOCUMENT_DELETED,
-                    "document deleted",
-                ));
-            }
-        }
+        self.close_all(CloseReason::new(close::DOCUMENT_DELETED, "document deleted"));
         let _ = reply.send(Ok(()));
         self.refuse_all(true);
         true
@@ -623,6 +745,15 @@ impl Actor {
         }
     }
 
+    /// Closes every connection with `reason`.
+    fn close_all(&mut self, reason: CloseReason) {
+        for (_, conn) in self.conns.drain() {
+            if let Some(kick) = conn.kick {
+                let _ = kick.send(reason.clone());
+            }
+        }
+    }
+
     fn unregister(&self) {
         if let Some(documents) = self.documents.upgrade() {
             documents.remove(&self.id, self.generation);
@@ -636,3 +767,43 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+/// An answer that may name versions of the current round, which the commit can renumber.
+trait Versioned {
+    /// Moves versions at or after `from` by `by`.
+    fn shift(&mut self, _from: i64, _by: i64) {}
+}
+
+fn shift(version: &mut i64, from: i64, by: i64) {
+    if *version >= from {
+        *version += by;
+    }
+}
+
+impl Versioned for Applied {
+    fn shift(&mut self, from: i64, by: i64) {
+        shift(&mut self.version, from, by);
+    }
+}
+
+impl Versioned for TextAt {
+    fn shift(&mut self, from: i64, by: i64) {
+        shift(&mut self.version, from, by);
+    }
+}
+
+impl Versioned for SearchResult {
+    fn shift(&mut self, from: i64, by: i64) {
+        shift(&mut self.version, from, by);
+    }
+}
+
+impl Versioned for (Vec<u8>, i64) {
+    fn shift(&mut self, from: i64, by: i64) {
+        shift(&mut self.1, from, by);
+    }
+}
+
+impl Versioned for Vec<(String, u32)> {}
+
+impl Versioned for () {}

@@ -49,6 +49,8 @@ pub enum Command {
     Api(ApiRequest),
     /// `--max-documents` are open and another is wanted: unload now if still idle.
     Evict,
+    /// Another server committed rows to this document (or deleted it): read them.
+    CatchUp,
 }
 
 /// The answer to an [`ApiRequest`].

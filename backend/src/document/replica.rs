@@ -35,7 +35,7 @@ use crate::edit::{self, Edit};
 use crate::metrics::{self, Limit};
 use crate::mirror::{doc_text, text_of, Mirror, TEXT_NAME};
 use crate::protocol::{self, close, Incoming};
-use crate::store::{NewOp, StoredDoc};
+use crate::store::{CatchUp, NewOp, StoredDoc};
 use quire_holdback::{Delivery, Holdback};
 
 /// The limits a replica enforces and the thresholds it reports on.
@@ -464,6 +464,94 @@ impl Replica {
         Outbox {
             frames: std::mem::take(&mut self.outbox),
             recipients,
+        }
+    }
+
+    /// The round's rows were committed from `first_seq` on (the store numbers them: another
+    /// server may have committed rows since this replica's version, which come in `missed`).
+    /// Applies and relays those first-hand, then takes the final numbers. Returns how far the
+    /// round's own versions moved (REST answers given this round add it to theirs).
+    pub fn committed(
+        &mut self,
+        provisional_first: i64,
+        count: usize,
+        first_seq: i64,
+        missed: &CatchUp,
+    ) -> i64 {
+        let in_sync = self.mirror_seq == self.last_seq;
+        let applied = self.apply_rows(missed);
+        self.last_seq = first_seq + count as i64 - 1;
+        self.mirror_seq = if in_sync && !applied {
+            self.last_seq
+        } else {
+            // Others' changes are in the doc, not the mirror: the next read syncs it.
+            i64::MIN
+        };
+        first_seq - provisional_first
+    }
+
+    /// Applies rows other servers committed after this replica's version (their update bytes
+    /// as they came, or a snapshot first when rows were compacted away) and relays them to every
+    /// connection. They are durable already, so the relay needs no commit of its own.
+    pub fn catch_up(&mut self, rows: &CatchUp) {
+        if rows.upto <= self.last_seq {
+            return;
+        }
+        let in_sync = self.mirror_seq == self.last_seq;
+        let applied = self.apply_rows(rows);
+        self.last_seq = rows.upto;
+        if in_sync && !applied {
+            self.mirror_seq = self.last_seq;
+        }
+    }
+
+    /// Integrates `rows` and queues their relay; true if anything changed the document.
+    fn apply_rows(&mut self, rows: &CatchUp) -> bool {
+        if rows.is_empty() {
+            return false;
+        }
+        let before = self.awareness.doc().transact().state_vector();
+        let mut changed = false;
+        if let Some((_, state)) = &rows.snapshot {
+            // Rows were compacted away: the snapshot covers them; what it adds goes out below
+            // as one update (the state vector diff).
+            changed |= self.integrate_row(state);
+        }
+        for op in &rows.ops {
+            if self.integrate_row(&op.update_v1) && rows.snapshot.is_none() {
+                self.outbox
+                    .push((Target::All, protocol::update(op.update_v1.clone())));
+            }
+            changed = true;
+        }
+        if rows.snapshot.is_some() {
+            let diff = self.awareness.doc().transact().encode_diff_v1(&before);
+            self.outbox.push((Target::All, protocol::update(diff)));
+        }
+        let count = rows.ops.len() as u64;
+        let bytes: u64 = rows.ops.iter().map(|op| op.update_v1.len() as u64).sum();
+        self.ops_since_snapshot += count;
+        self.bytes_since_snapshot += bytes;
+        self.approx_bytes += bytes;
+        changed
+    }
+
+    /// Integrates a committed row; false if it held nothing new or yrs refused it (then the
+    /// replica reloads from the store after the round).
+    fn integrate_row(&mut self, bytes: &[u8]) -> bool {
+        let decoded = catch_unwind(|| Update::decode_v1(bytes));
+        match decoded {
+            Ok(Ok(update)) => match self.integrate(bytes, update) {
+                Ok(changed) => changed,
+                Err(err) => {
+                    tracing::error!(doc = %self.id, ?err, "a committed row does not apply; reloading");
+                    false
+                }
+            },
+            _ => {
+                tracing::error!(doc = %self.id, "a committed row does not decode; skipped");
+                false
+            }
         }
     }
 
