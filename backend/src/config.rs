@@ -112,6 +112,13 @@ pub struct Config {
     #[arg(long, env = "QUIRE_NODE_ID")]
     pub node_id: Option<String>,
 
+    /// The bus to the other servers sharing the PostgreSQL database (`nats://host:port`): hints
+    /// that carry their commits and their clients' presence at once. Without it, several servers
+    /// on one database are still correct (the tail check carries changes), just slower, and
+    /// presence stays per server.
+    #[arg(long, env = "QUIRE_BUS")]
+    pub bus: Option<String>,
+
     /// On PostgreSQL, how often the open documents' stored versions are compared with the ones
     /// held, so rows other servers sharing the database committed reach this server's clients
     /// (milliseconds; 0: never, for a database only this server writes).

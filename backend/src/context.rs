@@ -17,6 +17,8 @@ pub struct Context {
     pub config: Config,
     /// This server's name (`--node-id`, or random).
     pub node_id: String,
+    /// The bus to the other servers sharing the database (`--bus`), if any.
+    pub bus: Option<Arc<crate::bus::Bus>>,
     pub store: Store,
     pub health: Health,
     /// Cancelled once on SIGTERM/Ctrl-C; everything that runs watches it.
@@ -34,14 +36,12 @@ pub struct Context {
 
 impl Context {
     /// A context for a server on `store`, with nothing running yet.
-    pub fn new(config: Config, store: Store) -> Context {
+    pub fn new(config: Config, store: Store, bus: Option<Arc<crate::bus::Bus>>) -> Context {
         // `main` has already read `--auth-secret-file` into `auth_secret`.
         let auth = Arc::new(Auth::new(config.auth_secret.clone()));
-        let node_id = config.node_id.clone().unwrap_or_else(|| {
-            use std::hash::{BuildHasher, RandomState};
-            format!("{:016x}", RandomState::new().hash_one(std::process::id()))
-        });
+        let node_id = node_id(&config);
         Context {
+            bus,
             node_id,
             config,
             store,
@@ -83,4 +83,12 @@ impl Health {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(err.to_string());
     }
+}
+
+/// This server's name: `--node-id`, or a random one.
+pub fn node_id(config: &Config) -> String {
+    config.node_id.clone().unwrap_or_else(|| {
+        use std::hash::{BuildHasher, RandomState};
+        format!("{:016x}", RandomState::new().hash_one(std::process::id()))
+    })
 }

@@ -9,8 +9,11 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::context::Context;
-use crate::document::{Actor, ApiRequest, CloseReason, Command, ConnId, DocError, Reply};
+use crate::document::{
+    Actor, ApiRequest, CloseReason, Command, ConnId, DocError, PeerMessage, Reply,
+};
 use crate::protocol::close;
+use crate::store::OpRow;
 
 /// Commands queued for one document before senders wait (back-pressure on the sockets).
 const INBOX: usize = 1024;
@@ -287,16 +290,55 @@ impl Documents {
 }
 
 impl Documents {
+    /// Hands a bus message to `doc`'s actor if it is open here (dropped when its inbox is full:
+    /// the tail check heals whatever a lost hint would have carried).
+    fn to_peer(&self, doc: &str, message: PeerMessage) {
+        let inbox = self.lock().get(doc).map(|e| e.inbox.clone());
+        if let Some(inbox) = inbox {
+            let _ = inbox.try_send(Command::Peer(message));
+        }
+    }
+
+    /// Another server committed rows to `doc` up to `upto` (`rows`: the newest, if sent).
+    pub fn peer_rows(&self, doc: &str, upto: i64, rows: Vec<OpRow>) {
+        self.to_peer(doc, PeerMessage::Rows { upto, rows });
+    }
+
+    /// A presence change from one of `node`'s clients of `doc`.
+    pub fn peer_awareness(&self, doc: &str, node: &str, update: Vec<u8>) {
+        use yrs::updates::decoder::Decode;
+        let Ok(update) = yrs::sync::AwarenessUpdate::decode_v1(&update) else {
+            return;
+        };
+        self.to_peer(
+            doc,
+            PeerMessage::Awareness {
+                node: node.into(),
+                update,
+            },
+        );
+    }
+
+    /// `node` stopped or went silent: every open document drops its clients' presence.
+    pub fn node_gone(&self, node: &str) {
+        let node: Arc<str> = node.into();
+        let inboxes: Vec<_> = self.lock().values().map(|e| e.inbox.clone()).collect();
+        for inbox in inboxes {
+            let _ = inbox.try_send(Command::Peer(PeerMessage::NodeGone { node: node.clone() }));
+        }
+    }
+
     /// Every `interval`, reads the stored versions of the open documents and asks each actor
     /// holding an older one (or a document deleted meanwhile) to catch up: how rows other servers
     /// sharing the database committed reach this server's clients. Runs until shutdown.
+    /// While the bus is connected it carries changes and this runs ten times less often.
     pub async fn tail_check(self: Arc<Self>, interval: Duration) {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let bus_up = self.ctx.bus.as_ref().is_some_and(|bus| bus.is_connected());
+            let wait = if bus_up { interval * 10 } else { interval };
             tokio::select! {
                 _ = self.ctx.shutdown.cancelled() => return,
-                _ = tick.tick() => {}
+                _ = tokio::time::sleep(wait) => {}
             }
             let held: Vec<(Arc<str>, i64, mpsc::Sender<Command>)> = self
                 .lock()

@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //! - [`config`]: command line and environment settings.
+//! - [`bus`]: NATS between servers sharing a PostgreSQL database: hints of new rows (latency
+//!   only; the op log is the truth), presence, heartbeats.
 //! - [`server`]: the axum router, the WebSocket upgrade, `/healthz` and `/readyz`, and
 //!   graceful shutdown (one path, for `serve` and for embedded servers).
 //! - [`context`]: the shared [`context::Context`]: settings, store, health, shutdown token, and
@@ -41,6 +43,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod bus;
 pub mod config;
 pub mod connection;
 pub mod context;

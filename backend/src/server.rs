@@ -49,9 +49,22 @@ pub struct Server {
 
 impl Server {
     /// Connects to the store (running migrations) and prepares the server.
-    pub async fn new(config: Config) -> Result<Server, StoreError> {
+    pub async fn new(mut config: Config) -> Result<Server, StoreError> {
+        config.node_id = Some(crate::context::node_id(&config));
+        let bus = match &config.bus {
+            Some(url) if !config.database_url.starts_with("postgres") => {
+                return Err(StoreError::Locked(format!(
+                    "--bus {url} needs a PostgreSQL --database-url: the bus connects servers that share one database, and SQLite serves a single process"
+                )));
+            }
+            Some(url) => Some(
+                crate::bus::Bus::new(url, config.node_id.as_deref().unwrap_or_default())
+                    .map_err(StoreError::Locked)?,
+            ),
+            None => None,
+        };
         let store = Store::connect(&config.database_url).await?;
-        let ctx = Arc::new(Context::new(config, store));
+        let ctx = Arc::new(Context::new(config, store, bus));
         if ctx.auth.enabled() {
             tracing::info!("access control on: every WebSocket and REST request needs a token (mint them with POST /api/tokens)");
         } else {
@@ -68,6 +81,10 @@ impl Server {
                 .map(|(jti, exp)| (jti, u64::try_from(exp).unwrap_or(0))),
         );
         let documents = Documents::new(ctx.clone());
+        if let Some(bus) = &ctx.bus {
+            ctx.tracker
+                .spawn(bus.clone().run(documents.clone(), ctx.shutdown.clone()));
+        }
         if ctx.store.backend() == crate::store::Backend::Postgres && ctx.config.tail_check_ms > 0 {
             // Other servers may share this database: their commits reach our clients this way.
             let interval = std::time::Duration::from_millis(ctx.config.tail_check_ms);
@@ -267,6 +284,13 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "documents_open": state.documents.open_count(),
         "documents_loading": ctx.health.loading.load(Ordering::Relaxed),
         "connections": ctx.open_connections(),
+        "node": ctx.node_id,
+        // The bus is for latency only: a node without it is slower across servers, still ready.
+        "bus": match &ctx.bus {
+            None => "none",
+            Some(bus) if bus.is_connected() => "connected",
+            Some(_) => "disconnected",
+        },
     });
     let status = if store.is_ok() && !ctx.shutdown.is_cancelled() {
         StatusCode::OK
@@ -279,11 +303,26 @@ async fn readyz(State(state): State<AppState>) -> Response {
 /// `/metrics`: Prometheus text exposition.
 async fn metrics_text(State(state): State<AppState>) -> Response {
     let ctx = &state.ctx;
-    let body = metrics::get().render(
+    let mut body = metrics::get().render(
         ctx.open_connections(),
         state.documents.open_count(),
         ctx.health.loading.load(Ordering::Relaxed),
     );
+    if let Some(bus) = &ctx.bus {
+        use std::fmt::Write;
+        let _ = write!(
+            body,
+            "# HELP quire_bus_connected 1 while the bus to the other servers is connected.\n\
+             # TYPE quire_bus_connected gauge\nquire_bus_connected {}\n\
+             # HELP quire_bus_received_total Messages received from other servers on the bus.\n\
+             # TYPE quire_bus_received_total counter\nquire_bus_received_total {}\n\
+             # HELP quire_bus_dropped_total Messages not published because the bus queue was full (hung or slow bus).\n\
+             # TYPE quire_bus_dropped_total counter\nquire_bus_dropped_total {}\n",
+            u8::from(bus.is_connected()),
+            bus.received.load(Ordering::Relaxed),
+            bus.dropped.load(Ordering::Relaxed),
+        );
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -71,7 +71,7 @@ pub struct NewOp {
 }
 
 /// A stored op-log row.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpRow {
     pub seq: i64,
     pub update_v1: Vec<u8>,

@@ -126,6 +126,8 @@ struct Shared {
     protocol_error: Mutex<Option<String>>,
     /// Reasons of the permission-denied messages (`[2][0] reason`) received.
     denied: Mutex<Vec<String>>,
+    /// Presence (awareness) states the server sent, by client id: their JSON.
+    presence: Mutex<std::collections::HashMap<u64, String>>,
 }
 
 /// Records a permission-denied message (`[2][0] reason`) if `frame` is one.
@@ -398,6 +400,47 @@ impl Client {
         &self.url
     }
 
+    /// Announces presence (an awareness state) for awareness client `id` with `clock` (higher
+    /// than the last one for that id); `json` "null" removes it.
+    pub fn set_presence(&self, id: u64, clock: u32, json: &str) {
+        let mut clients = std::collections::HashMap::new();
+        clients.insert(
+            yrs::ClientID::new(id),
+            yrs::sync::awareness::AwarenessUpdateEntry {
+                clock,
+                json: json.into(),
+            },
+        );
+        let frame = quire_wire::awareness(yrs::sync::AwarenessUpdate { clients });
+        let _ = self.conn.out.send(Out::Frame(Message::Binary(frame)));
+    }
+
+    /// The presence states the server has sent, by awareness client id.
+    pub fn presence(&self) -> std::collections::HashMap<u64, String> {
+        self.conn.shared.presence.lock().unwrap().clone()
+    }
+
+    /// Waits until the presence states satisfy `pred`; panics after `timeout`.
+    pub async fn wait_presence(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&std::collections::HashMap<u64, String>) -> bool,
+    ) {
+        let shared = self.conn.shared.clone();
+        if self
+            .wait_for(timeout, || pred(&shared.presence.lock().unwrap()))
+            .await
+            .is_err()
+        {
+            panic!(
+                "client on {}: timed out after {timeout:?} waiting until {what}; presence: {:?}",
+                self.url,
+                self.presence()
+            );
+        }
+    }
+
     pub fn doc(&self) -> &Doc {
         &self.doc
     }
@@ -616,6 +659,16 @@ fn apply_frame(
                 shared.synced.store(true, Ordering::Relaxed);
             }
             YMessage::Sync(SyncMessage::Update(update)) => apply_update(doc, &update)?,
+            YMessage::Awareness(update) => {
+                let mut presence = shared.presence.lock().unwrap();
+                for (id, entry) in update.clients {
+                    if &*entry.json == "null" {
+                        presence.remove(&id.get());
+                    } else {
+                        presence.insert(id.get(), entry.json.to_string());
+                    }
+                }
+            }
             _ => {}
         }
     }

@@ -653,6 +653,99 @@ impl Drop for TestServer {
     }
 }
 
+/// A private nats-server on a free loopback port, ended when dropped (the cluster tests start
+/// their own, never the machine's). `QUIRE_NATS_SERVER` names the binary (scripts/test.sh sets
+/// it); otherwise `nats-server` on PATH or in /usr/sbin.
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl NatsServer {
+    pub async fn start() -> NatsServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut nats = NatsServer { child: None, port };
+        nats.spawn().await;
+        nats
+    }
+
+    fn binary() -> PathBuf {
+        if let Ok(path) = std::env::var("QUIRE_NATS_SERVER") {
+            return PathBuf::from(path);
+        }
+        for dir in std::env::var("PATH")
+            .unwrap_or_default()
+            .split(':')
+            .chain(["/usr/sbin"])
+        {
+            let candidate = Path::new(dir).join("nats-server");
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+        panic!("nats-server not found: install it (Debian: apt-get install nats-server) or set QUIRE_NATS_SERVER; scripts/test.sh does this");
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new(Self::binary())
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start nats-server: {e}"));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not listen within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// kill -9.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.spawn().await;
+    }
+
+    /// SIGSTOP (`true`) or SIGCONT (`false`): a hung bus.
+    pub fn pause(&self, stop: bool) {
+        if let Some(child) = &self.child {
+            let signal = if stop { "-STOP" } else { "-CONT" };
+            let _ = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.pause(false);
+        self.kill9();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::replace_db_name;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use quire_backend::document::build_doc;
 use quire_backend::mirror::doc_text;
 use quire_backend::store::{Loaded, Store};
-use quire_tests::server::PgDatabase;
+use quire_tests::server::{NatsServer, PgDatabase};
 use quire_tests::{Client, StoreKind, TestServer};
 
 const NODES: usize = 3;
@@ -180,6 +180,333 @@ async fn a_second_server_on_one_sqlite_file_is_refused() {
         );
         // The first is unharmed.
         assert_eq!(first.get("/readyz").await.status, 200);
+    })
+    .await
+}
+
+fn has_all(expected: &[String]) -> impl Fn(&str) -> bool + '_ {
+    move |text: &str| expected.iter().all(|t| text.contains(t.as_str()))
+}
+
+/// With a bus: edits cross servers through its hints (the tail check is slowed to once a minute,
+/// so it cannot be what carries them), presence crosses servers, and a server killed with -9
+/// has its clients' presence removed on the others within a few seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bus_carries_edits_and_presence() {
+    quire_tests::bounded(Duration::from_secs(90), async {
+        let pg = PgDatabase::create().await;
+        let nats = NatsServer::start().await;
+        let mut nodes = Vec::new();
+        for i in 0..NODES {
+            let id = format!("node-{i}");
+            nodes.push(
+                TestServer::start_on(
+                    pg.url(),
+                    &[
+                        "--node-id",
+                        &id,
+                        "--bus",
+                        &nats.url(),
+                        "--tail-check-ms",
+                        "60000",
+                    ],
+                )
+                .await,
+            );
+        }
+        for node in &nodes {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while node.get("/readyz").await.json()["bus"] != "connected" {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "bus never connected: {}",
+                    node.log_tail()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let doc = "bus-doc";
+        let writers = futures_util::future::join_all(nodes.iter().map(|n| {
+            let url = n.ws_url(doc);
+            async move { Client::connect(&url).await }
+        }))
+        .await;
+        let mut expected = Vec::new();
+        for round in 0..20 {
+            for (i, w) in writers.iter().enumerate() {
+                let token = format!("<n{i}t{round}>");
+                w.push(&token);
+                expected.push(token);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        for (i, w) in writers.iter().enumerate() {
+            w.flush().await;
+            w.wait_until(
+                &format!("writer {i} has every token"),
+                Duration::from_secs(15),
+                has_all(&expected),
+            )
+            .await;
+        }
+        // Presence: a client of node 0 appears on nodes 1 and 2.
+        writers[0].set_presence(4242, 1, r#"{"user":{"name":"ann"}}"#);
+        for w in &writers[1..] {
+            w.wait_presence(
+                "ann's presence crossed servers",
+                Duration::from_secs(10),
+                |p| p.get(&4242).is_some_and(|json| json.contains("ann")),
+            )
+            .await;
+        }
+        // kill -9 node 0: its heartbeats stop, and ann's presence goes everywhere else.
+        let killed = std::time::Instant::now();
+        nodes[0].kill9();
+        for w in &writers[1..] {
+            w.wait_presence("ann's presence removed", Duration::from_secs(10), |p| {
+                !p.contains_key(&4242)
+            })
+            .await;
+        }
+        let gone_after = killed.elapsed();
+        println!("presence of a killed server's client removed after {gone_after:?}");
+        assert!(gone_after < Duration::from_secs(6), "{gone_after:?}");
+        // The others go on converging.
+        writers[1].push("<after-kill>");
+        writers[1].flush().await;
+        writers[2]
+            .wait_until("the edit after the kill", Duration::from_secs(15), |t| {
+                t.contains("<after-kill>")
+            })
+            .await;
+    })
+    .await
+}
+
+/// A bus that dies or hangs changes nothing but latency: edits keep crossing servers through
+/// the tail check, and presence resumes when the bus is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bus_outage_costs_latency_only() {
+    quire_tests::bounded(Duration::from_secs(90), async {
+        let pg = PgDatabase::create().await;
+        let mut nats = NatsServer::start().await;
+        let args = |id: &'static str| -> Vec<String> {
+            vec![
+                "--node-id".into(),
+                id.into(),
+                "--bus".into(),
+                nats.url(),
+                "--tail-check-ms".into(),
+                "200".into(),
+            ]
+        };
+        let a_args = args("a");
+        let b_args = args("b");
+        let a = TestServer::start_on(
+            pg.url(),
+            &a_args.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+        .await;
+        let b = TestServer::start_on(
+            pg.url(),
+            &b_args.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+        .await;
+        let doc = "outage";
+        let on_a = Client::connect(&a.ws_url(doc)).await;
+        let on_b = Client::connect(&b.ws_url(doc)).await;
+        let mut expected = Vec::new();
+        fn type_some(on_a: &Client, on_b: &Client, expected: &mut Vec<String>, label: &str) {
+            for i in 0..10 {
+                let (w, name) = if i % 2 == 0 { (on_a, "a") } else { (on_b, "b") };
+                let token = format!("<{label}-{name}{i}>");
+                w.push(&token);
+                expected.push(token);
+            }
+        }
+        type_some(&on_a, &on_b, &mut expected, "before");
+        nats.kill9();
+        type_some(&on_a, &on_b, &mut expected, "killed");
+        on_a.flush().await;
+        on_b.flush().await;
+        for w in [&on_a, &on_b] {
+            w.wait_until("every token with the bus dead", WAIT, has_all(&expected))
+                .await;
+        }
+        nats.restart().await;
+        nats.pause(true);
+        type_some(&on_a, &on_b, &mut expected, "hung");
+        on_a.flush().await;
+        on_b.flush().await;
+        for w in [&on_a, &on_b] {
+            w.wait_until("every token with the bus hung", WAIT, has_all(&expected))
+                .await;
+        }
+        nats.pause(false);
+        // Presence resumes once the bus is back.
+        on_a.set_presence(777, 1, r#"{"user":{"name":"bo"}}"#);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut clock = 1;
+        while !on_b.presence().contains_key(&777) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "presence never resumed: {}",
+                b.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            // As a client renews its state, until the bus carries it.
+            clock += 1;
+            on_a.set_presence(777, clock, r#"{"user":{"name":"bo"}}"#);
+        }
+        assert_eq!(on_a.text(), on_b.text());
+    })
+    .await
+}
+
+/// `--bus` needs PostgreSQL: on SQLite the server refuses to start and says why.
+#[tokio::test]
+async fn a_bus_on_sqlite_is_refused() {
+    quire_tests::bounded(Duration::from_secs(30), async {
+        let dir = quire_tests::server::TempDir::new("bus-sqlite");
+        let url = format!("sqlite:{}", dir.path().join("q.db").display());
+        let output = std::process::Command::new(quire_tests::server::server_binary())
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--database-url",
+                &url,
+                "--bus",
+                "nats://127.0.0.1:4222",
+            ])
+            .output()
+            .expect("run the server");
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("needs a PostgreSQL --database-url"),
+            "{stderr}"
+        );
+    })
+    .await
+}
+
+/// Publishes `messages` on the bus at `url` with NATS's text protocol: a shim standing in for a
+/// bus that duplicates, reorders and delays.
+async fn publish_raw(url: &str, messages: &[quire_backend::bus::BusMessage]) {
+    use tokio::io::AsyncWriteExt;
+    let addr = url.trim_start_matches("nats://");
+    let mut conn = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to nats");
+    let mut out = b"CONNECT {\"verbose\":false}\r\n".to_vec();
+    for message in messages {
+        let payload = message.encode();
+        out.extend_from_slice(format!("PUB quire.doc {}\r\n", payload.len()).as_bytes());
+        out.extend_from_slice(&payload);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"PING\r\n");
+    conn.write_all(&out).await.expect("publish");
+    let mut reply = [0u8; 256];
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        use tokio::io::AsyncReadExt;
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).contains("PONG") {
+            let n = conn.read(&mut reply).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&reply[..n]);
+        }
+    })
+    .await;
+}
+
+/// Issue 13, test 5: hints duplicated, reordered, stale and truncated (a shim on the bus
+/// replaying real rows out of order while writers type) cause no divergence and no extra row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicated_and_reordered_hints_change_nothing() {
+    use quire_backend::bus::BusMessage;
+    quire_tests::bounded(Duration::from_secs(90), async {
+        let pg = PgDatabase::create().await;
+        let nats = NatsServer::start().await;
+        let mut nodes = Vec::new();
+        for i in 0..2 {
+            let id = format!("node-{i}");
+            nodes.push(
+                TestServer::start_on(
+                    pg.url(),
+                    &[
+                        "--node-id",
+                        &id,
+                        "--bus",
+                        &nats.url(),
+                        "--tail-check-ms",
+                        "200",
+                    ],
+                )
+                .await,
+            );
+        }
+        let doc = "shim";
+        let a = Client::connect(&nodes[0].ws_url(doc)).await;
+        let b = Client::connect(&nodes[1].ws_url(doc)).await;
+        let store = Store::connect(pg.url()).await.expect("connect");
+        let mut expected = Vec::new();
+        for round in 0..6 {
+            for (i, w) in [&a, &b].into_iter().enumerate() {
+                for k in 0..5 {
+                    let token = format!("<r{round}w{i}k{k}>");
+                    w.push(&token);
+                    expected.push(token);
+                }
+                w.flush().await;
+            }
+            // Replay what is stored so far, newest first, each hint twice, some claiming a
+            // newer version than their rows reach, some with no rows at all.
+            let stored = store.ops_between(doc, 0, i64::MAX).await.expect("rows");
+            let last = stored.last().map_or(0, |r| r.seq);
+            let mut shim = Vec::new();
+            for row in stored.iter().rev() {
+                let hint = BusMessage::Rows {
+                    node: "shim".into(),
+                    doc: doc.into(),
+                    upto: row.seq,
+                    rows: vec![row.clone()],
+                };
+                shim.push(hint.clone());
+                shim.push(hint);
+            }
+            shim.push(BusMessage::Rows {
+                node: "shim".into(),
+                doc: doc.into(),
+                upto: last + 3,
+                rows: stored.iter().rev().take(2).rev().cloned().collect(),
+            });
+            shim.push(BusMessage::Rows {
+                node: "shim".into(),
+                doc: doc.into(),
+                upto: last,
+                rows: Vec::new(),
+            });
+            publish_raw(&nats.url(), &shim).await;
+        }
+        for w in [&a, &b] {
+            w.wait_until("every token", WAIT, has_all(&expected)).await;
+        }
+        let text = a.text();
+        assert_eq!(b.text(), text);
+        for node in &nodes {
+            assert_eq!(node.text(doc).await, text);
+        }
+        let Loaded::Doc(stored) = store.load(doc, false).await.expect("load") else {
+            panic!("missing");
+        };
+        assert_eq!(doc_text(&build_doc(doc, &stored)), text);
+        let seqs: Vec<i64> = stored.ops.iter().map(|op| op.seq).collect();
+        assert_eq!(seqs, (1..=stored.last_seq()).collect::<Vec<_>>(), "dense");
+        assert_eq!(stored.ops.len(), 60, "one row per push: hints add none");
+        store.close().await;
     })
     .await
 }

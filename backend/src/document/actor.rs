@@ -29,14 +29,15 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::command::{
-    ApiRequest, Applied, CloseReason, Command, ConnId, DocError, Reply, SearchResult, TextAt,
+    ApiRequest, Applied, CloseReason, Command, ConnId, DocError, PeerMessage, Reply, SearchResult,
+    TextAt,
 };
 use super::replica::{Replica, ReplicaLimits};
 use crate::context::Context;
 use crate::documents::{Documents, Marks};
 use crate::metrics::{self, ErrorKind};
 use crate::protocol::close;
-use crate::store::{Backend, Loaded, StoreError, StoredDoc, Tail};
+use crate::store::{Backend, CatchUp, Loaded, OpRow, StoreError, StoredDoc, Tail};
 
 /// Commands handled in one round at most, so one round's commit stays bounded and one round's
 /// relays fit several times into a client's outbound queue.
@@ -70,6 +71,9 @@ pub(crate) struct Actor {
     /// Other servers may write this document (PostgreSQL): catch up before answering reads and
     /// joins.
     shared_store: bool,
+    /// A bus hint said other servers are ahead and did not carry the rows: read them after the
+    /// round.
+    behind: bool,
     /// A delete asked for this round, done after the commit.
     delete: Option<Reply<()>>,
     compaction: Option<JoinHandle<()>>,
@@ -114,6 +118,7 @@ impl Actor {
             replies: Vec::new(),
             commits: 0,
             shared_store,
+            behind: false,
             delete: None,
             compaction: None,
             idle_since: Some(Instant::now()),
@@ -185,6 +190,15 @@ impl Actor {
                     }
                     if !self.finish_round().await {
                         return self.gone(Vec::new());
+                    }
+                    if std::mem::take(&mut self.behind) {
+                        if !self.catch_up().await {
+                            return self.gone(Vec::new());
+                        }
+                        // Relays what it applied (no rows of its own to commit).
+                        if !self.finish_round().await {
+                            return self.gone(Vec::new());
+                        }
                     }
                     if self.finish_delete().await {
                         return;
@@ -294,6 +308,7 @@ impl Actor {
             Command::Evict => self.evict = true,
             // Done before the round (`catch_up`).
             Command::CatchUp => {}
+            Command::Peer(message) => self.handle_peer(message),
             Command::Api(request) => {
                 if self.conns.is_empty() {
                     // REST use keeps a document loaded like a connection does.
@@ -310,6 +325,47 @@ impl Actor {
         }
         self.send_kicks();
         self.note_idle();
+    }
+
+    /// What another server said on the bus.
+    fn handle_peer(&mut self, message: PeerMessage) {
+        let replica = self.replica();
+        match message {
+            PeerMessage::Rows { upto, rows } => {
+                let held = replica.last_seq();
+                if upto <= held {
+                    return; // Late or duplicated: already here.
+                }
+                let next = rows.iter().position(|row| row.seq == held + 1);
+                let usable = !replica.has_ops()
+                    && next.is_some_and(|i| {
+                        rows[i..]
+                            .iter()
+                            .zip(held + 1..)
+                            .all(|(row, seq)| row.seq == seq)
+                            && rows.last().is_some_and(|row| row.seq == upto)
+                    });
+                match (usable, next) {
+                    (true, Some(i)) => {
+                        let rows: Vec<OpRow> = rows.into_iter().skip(i).collect();
+                        let count = rows.len() as u64;
+                        replica.catch_up(&CatchUp {
+                            snapshot: None,
+                            ops: rows,
+                            upto,
+                        });
+                        metrics::get()
+                            .rows_from_peers
+                            .fetch_add(count, Ordering::Relaxed);
+                    }
+                    // A gap (a lost or reordered hint, rows too big to send, or rows of our own
+                    // in this round): the op log has them.
+                    _ => self.behind = true,
+                }
+            }
+            PeerMessage::Awareness { node, update } => replica.receive_peer_awareness(node, update),
+            PeerMessage::NodeGone { node } => replica.peer_gone(&node),
+        }
     }
 
     /// Closes the connections the replica kicked.
@@ -440,6 +496,13 @@ impl Actor {
         for reply in std::mem::take(&mut self.replies) {
             reply(from, by);
         }
+        let presence = self.replica().take_presence();
+        if let Some(bus) = &self.ctx.bus {
+            use yrs::updates::encoder::Encode;
+            for update in presence {
+                bus.publish_awareness(&self.id, update.encode_v1());
+            }
+        }
         loop {
             let outbox = self.replica().take_outbox();
             if outbox.is_empty() {
@@ -535,7 +598,10 @@ impl Actor {
     /// does, answer what is queued, stop.
     fn gone(&mut self, unhandled: Vec<Command>) {
         tracing::info!(doc = %self.id, "document deleted by another server");
-        self.close_all(CloseReason::new(close::DOCUMENT_DELETED, "document deleted"));
+        self.close_all(CloseReason::new(
+            close::DOCUMENT_DELETED,
+            "document deleted",
+        ));
         for reply in std::mem::take(&mut self.replies) {
             // Their rows, if any, were never committed: nothing was acknowledged.
             drop(reply);
@@ -610,6 +676,18 @@ impl Actor {
             metrics::get()
                 .rows_from_peers
                 .fetch_add(missed, Ordering::Relaxed);
+        }
+        if let Some(bus) = &self.ctx.bus {
+            let first = committed.first_seq;
+            let rows: Vec<OpRow> = ops
+                .iter()
+                .zip(first..)
+                .map(|(op, seq)| OpRow {
+                    seq,
+                    update_v1: op.update_v1.clone(),
+                })
+                .collect();
+            bus.publish_rows(&self.id, first + ops.len() as i64 - 1, rows);
         }
         let in_place = committed.first_seq == provisional_first;
         let by = self.replica().committed(
@@ -719,7 +797,10 @@ impl Actor {
             return false;
         }
         tracing::info!(doc = %self.id, "document deleted");
-        self.close_all(CloseReason::new(close::DOCUMENT_DELETED, "document deleted"));
+        self.close_all(CloseReason::new(
+            close::DOCUMENT_DELETED,
+            "document deleted",
+        ));
         let _ = reply.send(Ok(()));
         self.refuse_all(true);
         true

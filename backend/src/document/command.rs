@@ -4,8 +4,13 @@ use bytes::Bytes;
 use editor_core::search::Searcher;
 use tokio::sync::{mpsc, oneshot};
 
+use std::sync::Arc;
+
+use yrs::sync::AwarenessUpdate;
+
 use crate::edit::{Edit, EditError};
 use crate::protocol::Incoming;
+use crate::store::OpRow;
 
 /// Identifies a connection for the lifetime of the process.
 pub type ConnId = u64;
@@ -51,6 +56,8 @@ pub enum Command {
     Evict,
     /// Another server committed rows to this document (or deleted it): read them.
     CatchUp,
+    /// Something another server said on the bus.
+    Peer(PeerMessage),
 }
 
 /// The answer to an [`ApiRequest`].
@@ -174,4 +181,18 @@ impl ApiRequest {
             ApiRequest::Delete { reply } => no(reply, err),
         }
     }
+}
+
+/// What another server said about this document on the bus (crate::bus).
+#[derive(Debug)]
+pub enum PeerMessage {
+    /// It committed rows up to `upto`; `rows` are the newest of them (empty if too big to send).
+    Rows { upto: i64, rows: Vec<OpRow> },
+    /// A presence change of one of its clients.
+    Awareness {
+        node: Arc<str>,
+        update: AwarenessUpdate,
+    },
+    /// It stopped (or went silent): its clients' presence goes.
+    NodeGone { node: Arc<str> },
 }

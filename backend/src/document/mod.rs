@@ -14,8 +14,8 @@ mod replica;
 
 pub(crate) use actor::Actor;
 pub use command::{
-    ApiRequest, Applied, CloseReason, Command, ConnId, DocError, Reply, SearchHit, SearchResult,
-    TextAt,
+    ApiRequest, Applied, CloseReason, Command, ConnId, DocError, PeerMessage, Reply, SearchHit,
+    SearchResult, TextAt,
 };
 pub use replica::{build_doc, load_doc, server_doc, Outbox, Replica, ReplicaLimits, Target};
 

@@ -129,6 +129,10 @@ pub struct Replica {
     outbox: Vec<(Target, Bytes)>,
     /// Connections closed this round, and why.
     kicks: Vec<(ConnId, CloseReason)>,
+    /// Presence changes of this server's clients, for the other servers (the bus).
+    presence: Vec<AwarenessUpdate>,
+    /// Awareness client ids other servers' clients announced, by server.
+    remote: HashMap<Arc<str>, HashSet<ClientID>>,
     /// Set when yrs failed mid-update: the doc may be damaged, so it is to be reloaded from the
     /// store (which holds only good updates) after the round's commit.
     needs_reload: bool,
@@ -154,6 +158,8 @@ impl Replica {
             ops: Vec::new(),
             outbox: Vec::new(),
             kicks: Vec::new(),
+            presence: Vec::new(),
+            remote: HashMap::new(),
             needs_reload: false,
             approx_bytes: 0,
             ops_since_snapshot: 0,
@@ -241,7 +247,7 @@ impl Replica {
                 .into_iter()
                 .filter(|id| self.awareness.meta(*id).is_some())
                 .collect();
-            self.remove_awareness(live);
+            self.remove_awareness(live, true);
         }
     }
 
@@ -331,7 +337,41 @@ impl Replica {
         }
         // Echoed to the sender too: a lone y-websocket client counts a silent socket as dead
         // after 30 s, and its 15 s awareness renewal coming back is what keeps it alive.
+        self.presence.push(update.clone());
         self.outbox.push((Target::All, protocol::awareness(update)));
+    }
+
+    /// A presence change from a client of another server (`node`): applied and relayed to every
+    /// connection here, never sent back to the bus.
+    pub fn receive_peer_awareness(&mut self, node: Arc<str>, update: AwarenessUpdate) {
+        let clients = self.remote.entry(node).or_default();
+        for (id, entry) in &update.clients {
+            if &*entry.json == "null" {
+                clients.remove(id);
+            } else {
+                clients.insert(*id);
+            }
+        }
+        if self.awareness.apply_update(update.clone()).is_ok() {
+            self.outbox.push((Target::All, protocol::awareness(update)));
+        }
+    }
+
+    /// Another server stopped or went silent: its clients' presence goes.
+    pub fn peer_gone(&mut self, node: &str) {
+        let Some(clients) = self.remote.remove(node) else {
+            return;
+        };
+        let live: Vec<ClientID> = clients
+            .into_iter()
+            .filter(|id| self.awareness.meta(*id).is_some())
+            .collect();
+        self.remove_awareness(live, false);
+    }
+
+    /// Presence changes of this server's clients since the last call, for the other servers.
+    pub fn take_presence(&mut self) -> Vec<AwarenessUpdate> {
+        std::mem::take(&mut self.presence)
     }
 
     /// Removes presence not renewed within `timeout_ms` of `now_ms` (the awareness clock:
@@ -345,10 +385,13 @@ impl Replica {
             })
             .map(|(id, _)| id)
             .collect();
-        self.remove_awareness(stale);
+        // Every server expires what it holds; none needs to hear it from another.
+        self.remove_awareness(stale, false);
     }
 
-    fn remove_awareness(&mut self, clients: Vec<ClientID>) {
+    /// Removes presence states and tells every connection (and, if `publish`, the other
+    /// servers: a client of ours left).
+    fn remove_awareness(&mut self, clients: Vec<ClientID>, publish: bool) {
         if clients.is_empty() {
             return;
         }
@@ -356,6 +399,9 @@ impl Replica {
             self.awareness.remove_state(*id);
         }
         if let Ok(update) = self.awareness.update_with_clients(clients) {
+            if publish {
+                self.presence.push(update.clone());
+            }
             self.outbox.push((Target::All, protocol::awareness(update)));
         }
     }
