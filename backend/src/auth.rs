@@ -195,12 +195,20 @@ impl Auth {
     /// and tells live connections to re-check their tokens.
     pub fn revoke(&self, ids: impl IntoIterator<Item = (String, u64)>) {
         let now = now_secs();
-        {
+        let added = {
             let mut revoked = self.revoked.write().unwrap_or_else(|e| e.into_inner());
             revoked.retain(|_, exp| *exp > now);
-            revoked.extend(ids.into_iter().filter(|(_, exp)| *exp > now));
+            let mut added = false;
+            for (jti, exp) in ids.into_iter().filter(|(_, exp)| *exp > now) {
+                added |= revoked.insert(jti, exp).is_none();
+            }
+            added
+        };
+        // Re-reading the list from the store (another server's revocations) wakes connections
+        // only when it brought something new.
+        if added {
+            self.revocations.send_modify(|g| *g += 1);
         }
-        self.revocations.send_modify(|g| *g += 1);
     }
 
     /// True when the token id `jti` was revoked.

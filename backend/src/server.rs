@@ -85,6 +85,27 @@ impl Server {
             ctx.tracker
                 .spawn(bus.clone().run(documents.clone(), ctx.shutdown.clone()));
         }
+        if ctx.store.backend() == crate::store::Backend::Postgres && ctx.auth.enabled() {
+            // Other servers sharing the database revoke tokens too: their revocations apply
+            // here within a second (connections re-check their token on a timer).
+            let ctx = ctx.clone();
+            let shutdown = ctx.shutdown.clone();
+            ctx.tracker.clone().spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    if let Ok(revoked) = ctx.store.revoked_tokens().await {
+                        ctx.auth.revoke(
+                            revoked
+                                .into_iter()
+                                .map(|(jti, exp)| (jti, u64::try_from(exp).unwrap_or(0))),
+                        );
+                    }
+                }
+            });
+        }
         if ctx.store.backend() == crate::store::Backend::Postgres && ctx.config.tail_check_ms > 0 {
             // Other servers may share this database: their commits reach our clients this way.
             let interval = std::time::Duration::from_millis(ctx.config.tail_check_ms);

@@ -510,3 +510,60 @@ async fn duplicated_and_reordered_hints_change_nothing() {
     })
     .await
 }
+
+/// A token revoked on one server is refused on the others, and their live sockets using it close
+/// (revocations are read from the shared database every second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_on_one_server_holds_on_all() {
+    const SECRET: &str = "cluster-test-secret-0123456789abcdef";
+    quire_tests::bounded(Duration::from_secs(60), async {
+        let pg = PgDatabase::create().await;
+        let a = TestServer::start_on(pg.url(), &["--auth-secret", SECRET]).await;
+        let b = TestServer::start_on(pg.url(), &["--auth-secret", SECRET]).await;
+        let bearer = format!("Bearer {SECRET}");
+        let json = [
+            ("Authorization", bearer.as_str()),
+            ("Content-Type", "application/json"),
+        ];
+        let minted = a
+            .request(
+                "POST",
+                "/api/tokens",
+                &json,
+                serde_json::json!({"document": "rev", "role": "read-write", "expires_in": 600})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .await;
+        assert_eq!(minted.status, 201, "{minted:?}");
+        let token = minted.json()["token"].as_str().unwrap().to_string();
+        let on_b = Client::connect(&format!("{}?token={token}", b.ws_url("rev"))).await;
+        let revoked = std::time::Instant::now();
+        let r = a
+            .request(
+                "POST",
+                "/api/tokens/revoke",
+                &json,
+                serde_json::json!({ "token": token }).to_string().as_bytes(),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{r:?}");
+        let closed = on_b.wait_closed(WAIT).await;
+        assert_eq!(closed.code, Some(4401), "{closed:?}");
+        println!(
+            "a socket on another server closed {:?} after the revocation",
+            revoked.elapsed()
+        );
+        let with_token = format!("Bearer {token}");
+        let r = b
+            .request(
+                "GET",
+                "/api/documents/rev/text",
+                &[("Authorization", with_token.as_str())],
+                b"",
+            )
+            .await;
+        assert_eq!(r.status, 401, "{r:?}");
+    })
+    .await
+}
