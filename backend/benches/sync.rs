@@ -59,6 +59,9 @@ fn main() {
         end_content.chars().count()
     );
 
+    if std::env::args().any(|a| a == "cluster") {
+        return cluster(&rt, &pg, &updates);
+    }
     let db = format!("quire_bench_{}", std::process::id());
     let db_url = rt.block_on(create_database(&pg, &db));
     let server = ServerProcess::start(&db_url);
@@ -198,8 +201,19 @@ struct StreamStats {
 
 /// Sends `updates` from a writer while a reader records when each arrives.
 async fn stream(addr: &str, doc: &str, updates: &[Vec<u8>], rate: Option<u64>) -> StreamStats {
-    let (mut reader, _) = connect_synced(addr, doc).await;
-    let (writer, _) = connect_synced(addr, doc).await;
+    stream_between(addr, addr, doc, updates, rate).await
+}
+
+/// [`stream`] with the writer on one server and the reader on another (or the same).
+async fn stream_between(
+    writer_addr: &str,
+    reader_addr: &str,
+    doc: &str,
+    updates: &[Vec<u8>],
+    rate: Option<u64>,
+) -> StreamStats {
+    let (mut reader, _) = connect_synced(reader_addr, doc).await;
+    let (writer, _) = connect_synced(writer_addr, doc).await;
     let n = updates.len();
     let frames: Vec<WsMessage> = updates
         .iter()
@@ -353,6 +367,10 @@ struct ServerProcess {
 
 impl ServerProcess {
     fn start(db_url: &str) -> ServerProcess {
+        ServerProcess::start_with(db_url, &[])
+    }
+
+    fn start_with(db_url: &str, extra: &[&str]) -> ServerProcess {
         // QUIRE_BENCH_SERVER: another build to compare against, side by side.
         let binary = std::env::var("QUIRE_BENCH_SERVER")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_quire-server").to_string());
@@ -368,6 +386,7 @@ impl ServerProcess {
                 "--max-connections-per-ip",
                 "0",
             ])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -510,4 +529,81 @@ fn load_updates(trace: &Path) -> (Vec<Vec<u8>>, String) {
     let _ = std::fs::create_dir_all(cache.parent().unwrap());
     let _ = std::fs::write(&cache, bytes);
     (updates, trace.end_content)
+}
+
+/// Relay latency between servers sharing one PostgreSQL database (`cargo bench -p
+/// quire-backend --bench sync -- cluster`): a writer on server A, a reader on A (same node) or
+/// on B (cross node, through the NATS bus, or through the tail check alone), paced at typing
+/// rates; the rows alternate so they share the machine's state. Needs nats-server
+/// (`QUIRE_NATS_SERVER`, PATH or /usr/sbin).
+fn cluster(rt: &tokio::runtime::Runtime, pg: &str, updates: &[Vec<u8>]) {
+    const RATE: u64 = 200;
+    const COUNT: usize = 4_000;
+    let nats_bin = std::env::var("QUIRE_NATS_SERVER").unwrap_or_else(|_| {
+        if Path::new("/usr/sbin/nats-server").exists() {
+            "/usr/sbin/nats-server".into()
+        } else {
+            "nats-server".into()
+        }
+    });
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut nats = Command::new(nats_bin)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nats-server");
+    std::thread::sleep(Duration::from_millis(300));
+    let bus = format!("nats://127.0.0.1:{port}");
+    let db = format!("quire_bench_cluster_{}", std::process::id());
+    let db_url = rt.block_on(create_database(pg, &db));
+    let a = ServerProcess::start_with(&db_url, &["--bus", &bus, "--node-id", "a"]);
+    let b = ServerProcess::start_with(&db_url, &["--bus", &bus, "--node-id", "b"]);
+    let c = ServerProcess::start_with(&db_url, &["--node-id", "c"]);
+    let d = ServerProcess::start_with(&db_url, &["--node-id", "d"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut rows: Vec<(String, String)> = Vec::new();
+    rt.block_on(async {
+        for round in 0..2 {
+            for (label, writer, reader) in [
+                ("same node", &a, &a),
+                ("cross node, NATS bus", &a, &b),
+                ("cross node, no bus (tail check, 500 ms)", &c, &d),
+            ] {
+                let doc = format!("cluster-{round}-{}", label.len());
+                let stats = stream_between(
+                    &writer.addr,
+                    &reader.addr,
+                    &doc,
+                    &updates[..COUNT],
+                    Some(RATE),
+                )
+                .await;
+                let row = (
+                    format!("{label}: {COUNT} updates at {RATE}/s, run {}", round + 1),
+                    format!(
+                        "latency p50 {:.2} ms, p99 {:.2} ms",
+                        stats.p50_ms, stats.p99_ms
+                    ),
+                );
+                println!("{row:?}");
+                rows.push(row);
+            }
+        }
+    });
+    a.stop();
+    b.stop();
+    c.stop();
+    d.stop();
+    let _ = nats.kill();
+    let _ = nats.wait();
+    rt.block_on(drop_database(pg, &db));
+    println!("\n| measurement | result |\n|---|---|");
+    for (what, result) in rows {
+        println!("| {what} | {result} |");
+    }
 }
