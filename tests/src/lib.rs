@@ -18,6 +18,7 @@
 //!
 //! Every wait has a time limit and panics with what it saw, so a failing test says why.
 
+pub mod balancer;
 pub mod chaos;
 pub mod client;
 pub mod http;

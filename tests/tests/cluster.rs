@@ -567,3 +567,103 @@ async fn a_revocation_on_one_server_holds_on_all() {
     })
     .await
 }
+
+/// Issue 13, test 2: three servers with a bus behind a load balancer; three Rust editors and a
+/// stock JS client typing through it while a random server is killed with -9 and started again,
+/// round after round. After each kill, a fresh client (on whichever server the balancer picks)
+/// has everything an observer had seen; at the end everyone converges, and a cold load from
+/// PostgreSQL holds it all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_servers_mid_storm_loses_nothing() {
+    use quire_tests::balancer::Balancer;
+    use quire_tests::chaos::{missing, random_editor, reconnect, state_of, JsChaos};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    const ROUNDS: usize = 10;
+    quire_tests::bounded(Duration::from_secs(150), async {
+        let mut rng = quire_tests::Rng::from_env("cluster_kill9");
+        let pg = PgDatabase::create().await;
+        let nats = NatsServer::start().await;
+        let mut nodes = Vec::new();
+        for i in 0..NODES {
+            let id = format!("node-{i}");
+            nodes.push(
+                TestServer::start_on(
+                    pg.url(),
+                    &["--node-id", &id, "--bus", &nats.url(), "--snapshot-ops", "40"],
+                )
+                .await,
+            );
+        }
+        let balancer = Balancer::start(nodes.iter().map(|n| n.addr()).collect()).await;
+        let doc = "storm";
+        let url = balancer.ws_url(doc);
+        let deadline = || std::time::Instant::now() + Duration::from_secs(30);
+        let stop = Arc::new(AtomicBool::new(false));
+        let edits = Arc::new(AtomicU64::new(0));
+        let editors: Vec<_> = (0..3)
+            .map(|_| tokio::spawn(random_editor(url.clone(), rng.next_u64(), stop.clone(), edits.clone())))
+            .collect();
+        let js = JsChaos::spawn(&format!("ws://{}/ws", balancer.addr()), doc, rng.next_u64(), 300);
+        let mut observer = reconnect(&url, quire_tests::client::client_doc(), deadline()).await;
+        for round in 0..ROUNDS {
+            tokio::time::sleep(Duration::from_millis(200 + rng.below(500) as u64)).await;
+            let victim = rng.below(NODES);
+            let seen = state_of(observer.doc());
+            nodes[victim].kill9();
+            let fresh = reconnect(&url, quire_tests::client::client_doc(), deadline()).await;
+            if let Some(lost) = missing(&fresh.encode_state(), &seen) {
+                panic!("round {round}: after killing server {victim}, the observer had seen {lost} that the cluster lost");
+            }
+            drop(fresh);
+            nodes[victim].restart_same_port().await;
+            if observer.closed().is_some() {
+                let doc = observer.doc().clone();
+                drop(observer);
+                observer = reconnect(&url, doc, deadline()).await;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let mut rust = Vec::new();
+        for e in editors {
+            rust.push(e.await.expect("editor panicked"));
+        }
+        let report = js.finish(Duration::from_secs(40)).await;
+        // Everything anyone typed or saw is in the cluster; everyone converges on it.
+        let mut states = vec![("the JS client".to_string(), report.state.clone())];
+        for (k, c) in rust.iter().enumerate() {
+            states.push((format!("Rust editor {k}"), c.encode_state()));
+        }
+        states.push(("the observer".into(), observer.encode_state()));
+        let end = std::time::Instant::now() + Duration::from_secs(20);
+        let view = loop {
+            let view = reconnect(&url, quire_tests::client::client_doc(), deadline()).await;
+            let lacking = states.iter().find_map(|(who, s)| missing(&view.encode_state(), s).map(|l| format!("{l} of {who}")));
+            match lacking {
+                None => break view,
+                Some(l) if std::time::Instant::now() > end => panic!("the cluster lacks {l}"),
+                Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        let text = view.text();
+        for c in &rust {
+            c.wait_for_text(&text, WAIT).await;
+        }
+        observer.wait_for_text(&text, WAIT).await;
+        assert_eq!(report.text, text, "the JS client's text");
+        let store = Store::connect(pg.url()).await.expect("connect");
+        let Loaded::Doc(stored) = store.load(doc, false).await.expect("load") else {
+            panic!("missing");
+        };
+        assert_eq!(doc_text(&build_doc(doc, &stored)), text, "a cold load from PostgreSQL");
+        store.close().await;
+        eprintln!(
+            "cluster kill -9: {ROUNDS} kills, {} Rust edits, {} JS edits ({} JS reconnects), {} chars, 0 losses",
+            edits.load(Ordering::Relaxed),
+            report.edits,
+            report.reconnects,
+            text.chars().count()
+        );
+    })
+    .await
+}
