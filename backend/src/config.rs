@@ -47,6 +47,11 @@ pub struct Config {
     #[arg(long, env = "QUIRE_OP_RETENTION_DAYS", default_value_t = 0)]
     pub op_retention_days: u64,
 
+    /// The same in seconds, when set (wins over days): aggressive compaction, for tests and
+    /// small disks; history and time travel then reach back only this far.
+    #[arg(long, env = "QUIRE_OP_RETENTION_SECS", default_value_t = 0)]
+    pub op_retention_secs: u64,
+
     /// Seconds between WebSocket pings; a client silent for three intervals is dropped.
     #[arg(long, env = "QUIRE_PING_SECS", default_value_t = 15)]
     pub ping_secs: u64,
@@ -137,6 +142,9 @@ impl Config {
     }
 
     pub fn op_retention(&self) -> Option<Duration> {
+        if self.op_retention_secs > 0 {
+            return Some(Duration::from_secs(self.op_retention_secs));
+        }
         (self.op_retention_days > 0).then(|| Duration::from_secs(self.op_retention_days * 86_400))
     }
 }
