@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every quire test, from a fresh clone: README's test command, and what .ci/run calls.
-# Starts or installs what it needs (PostgreSQL, the npm packages, Chromium, nats-server) when it
+# Starts or installs what it needs (PostgreSQL, the npm packages, Chromium, nats-server, redis-server) when it
 # is not there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,10 +37,10 @@ step "Chromium for the browser tests"
 . scripts/ensure-chromium.sh
 ensure_chromium
 
-step "nats-server for the cluster tests"
-# shellcheck source=scripts/ensure-nats.sh
-. scripts/ensure-nats.sh
-ensure_nats
+step "nats-server and redis-server for the cluster tests"
+# shellcheck source=scripts/ensure-bus.sh
+. scripts/ensure-bus.sh
+ensure_bus
 
 step "format check (cargo fmt)"
 cargo fmt --all -- --check || { echo "error: run 'cargo fmt --all' to format the code" >&2; exit 1; }

@@ -1,4 +1,5 @@
-//! The bus between servers sharing a PostgreSQL database (NATS core, `--bus nats://…`): hints
+//! The bus between servers sharing a PostgreSQL database (NATS core, `--bus nats://…`, or Redis
+//! pub/sub, `--bus redis://…`): hints
 //! that a document moved ("document D is now at version S", with the rows inline when small),
 //! presence (awareness), and heartbeats.
 //!
@@ -35,6 +36,119 @@ const INLINE_BYTES: usize = 64 * 1024;
 const HEARTBEAT: Duration = Duration::from_millis(500);
 /// A server silent this long is gone: its clients' presence is removed.
 pub const NODE_TIMEOUT: Duration = Duration::from_secs(2);
+/// A publish that takes longer than this means the bus is hung.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connecting (and subscribing) may take this long before it counts as failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Reconnect backoff bounds (Redis; NATS reconnects by itself).
+const RETRY_MIN: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(4);
+
+/// Payloads from other servers, whichever bus carries them.
+type Incoming = std::pin::Pin<Box<dyn futures_util::Stream<Item = Vec<u8>> + Send>>;
+
+/// The publishing half of a bus connection.
+enum Link {
+    Nats(async_nats::Client),
+    Redis(redis::aio::MultiplexedConnection),
+}
+
+impl Link {
+    /// Connects to `bus.url` and subscribes to both subjects.
+    async fn connect(bus: Arc<Bus>) -> Result<(Link, Incoming), String> {
+        if bus.url.starts_with("redis://") {
+            let client = redis::Client::open(bus.url.as_str()).map_err(|e| e.to_string())?;
+            let mut pubsub = client.get_async_pubsub().await.map_err(|e| e.to_string())?;
+            pubsub
+                .subscribe(&[DOC_SUBJECT, NODE_SUBJECT])
+                .await
+                .map_err(|e| e.to_string())?;
+            let out = client
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(|e| e.to_string())?;
+            let incoming = pubsub
+                .into_on_message()
+                .map(|message| message.get_payload_bytes().to_vec());
+            bus.connected.store(true, Ordering::Relaxed);
+            tracing::info!("bus connected");
+            return Ok((Link::Redis(out), Box::pin(incoming)));
+        }
+        let events = Arc::downgrade(&bus);
+        let options = async_nats::ConnectOptions::new()
+            .name(format!("quire-server {}", bus.node))
+            .retry_on_initial_connect()
+            .event_callback(move |event| {
+                let events = events.clone();
+                async move {
+                    if let Some(bus) = events.upgrade() {
+                        match event {
+                            async_nats::Event::Connected => {
+                                bus.connected.store(true, Ordering::Relaxed);
+                                tracing::info!("bus connected");
+                            }
+                            async_nats::Event::Disconnected => {
+                                bus.connected.store(false, Ordering::Relaxed);
+                                tracing::warn!("bus disconnected; the tail check carries changes until it is back");
+                            }
+                            other => tracing::debug!(%other, "bus event"),
+                        }
+                    }
+                }
+            });
+        // With retry_on_initial_connect this returns at once; NATS reconnects by itself.
+        let client = options
+            .connect(bus.url.as_str())
+            .await
+            .map_err(|e| e.to_string())?;
+        let docs = client
+            .subscribe(DOC_SUBJECT)
+            .await
+            .map_err(|e| e.to_string())?;
+        let nodes = client
+            .subscribe(NODE_SUBJECT)
+            .await
+            .map_err(|e| e.to_string())?;
+        let incoming =
+            futures_util::stream::select(docs, nodes).map(|message| message.payload.to_vec());
+        Ok((Link::Nats(client), Box::pin(incoming)))
+    }
+
+    async fn publish(&mut self, subject: &'static str, payload: Bytes) -> Result<(), String> {
+        let sent = async {
+            match self {
+                Link::Nats(client) => client
+                    .publish(subject, payload)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Link::Redis(conn) => redis::cmd("PUBLISH")
+                    .arg(subject)
+                    .arg(payload.as_ref())
+                    .query_async::<i64>(conn)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+            }
+        };
+        tokio::time::timeout(PUBLISH_TIMEOUT, sent)
+            .await
+            .map_err(|_| "publish timed out (bus hung)".to_string())?
+    }
+
+    async fn flush(&mut self) {
+        if let Link::Nats(client) = self {
+            let _ = tokio::time::timeout(Duration::from_secs(1), client.flush()).await;
+        }
+    }
+}
+
+/// The next payload of the link's subscription; `None` when it ended.
+async fn next_incoming(link: &mut Option<(Link, Incoming)>) -> Option<Vec<u8>> {
+    match link {
+        Some((_, incoming)) => incoming.next().await,
+        None => std::future::pending().await,
+    }
+}
 
 /// A message between servers.
 #[derive(Debug, Clone, PartialEq)]
@@ -187,12 +301,12 @@ pub struct Bus {
 }
 
 impl Bus {
-    /// A bus at `url` (`nats://host:port`) for server `node`; nothing connects before
+    /// A bus at `url` (`nats://host:port` or `redis://host:port`) for server `node`; nothing connects before
     /// [`Bus::run`].
     pub fn new(url: &str, node: &str) -> Result<Arc<Bus>, String> {
-        if !url.starts_with("nats://") {
+        if !(url.starts_with("nats://") || url.starts_with("redis://")) {
             return Err(format!(
-                "unsupported bus URL {url:?}: use nats://host:port (NATS core)"
+                "unsupported bus URL {url:?}: use nats://host:port (NATS core) or redis://host:port (Redis pub/sub)"
             ));
         }
         let (out, rx) = mpsc::channel(QUEUE);
@@ -250,62 +364,50 @@ impl Bus {
         let Some(mut rx) = self.rx.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return;
         };
-        let events = Arc::downgrade(&self);
-        let options = async_nats::ConnectOptions::new()
-            .name(format!("quire-server {}", self.node))
-            .retry_on_initial_connect()
-            .event_callback(move |event| {
-                let events = events.clone();
-                async move {
-                    if let Some(bus) = events.upgrade() {
-                        match event {
-                            async_nats::Event::Connected => {
-                                bus.connected.store(true, Ordering::Relaxed);
-                                tracing::info!("bus connected");
-                            }
-                            async_nats::Event::Disconnected => {
-                                bus.connected.store(false, Ordering::Relaxed);
-                                tracing::warn!("bus disconnected; the tail check carries changes until it is back");
-                            }
-                            other => tracing::debug!(%other, "bus event"),
-                        }
-                    }
-                }
-            });
-        let client = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            client = options.connect(self.url.as_str()) => match client {
-                Ok(client) => client,
-                Err(err) => {
-                    tracing::error!(%err, url = %self.url, "cannot use the bus; running without it (the tail check carries changes)");
-                    return;
-                }
-            },
-        };
-        let subscribed = async {
-            let docs = client.subscribe(DOC_SUBJECT).await?;
-            let nodes = client.subscribe(NODE_SUBJECT).await?;
-            Ok::<_, async_nats::SubscribeError>(futures_util::stream::select(docs, nodes))
-        };
-        let mut incoming = match subscribed.await {
-            Ok(incoming) => incoming,
-            Err(err) => {
-                tracing::error!(%err, "cannot subscribe on the bus; running without it");
-                return;
-            }
-        };
+        let mut link: Option<(Link, Incoming)> = None;
+        let mut backoff = RETRY_MIN;
+        let retry = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(retry);
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut seen: HashMap<String, Instant> = HashMap::new();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                Some(message) = rx.recv() => {
-                    // A hung bus blocks here, the queue fills and publishers drop: no one waits.
-                    let _ = client.publish(message.subject(), message.encode()).await;
+                _ = &mut retry, if link.is_none() => {
+                    match tokio::time::timeout(CONNECT_TIMEOUT, Link::connect(self.clone())).await {
+                        Ok(Ok(connected)) => {
+                            backoff = RETRY_MIN;
+                            link = Some(connected);
+                        }
+                        outcome => {
+                            let err = match outcome {
+                                Ok(Err(err)) => err,
+                                _ => "timed out".to_string(),
+                            };
+                            tracing::warn!(%err, url = %self.url, retry_in = ?backoff, "cannot reach the bus; the tail check carries changes meanwhile");
+                            retry.as_mut().reset(tokio::time::Instant::now() + backoff);
+                            backoff = (backoff * 2).min(RETRY_MAX);
+                        }
+                    }
                 }
-                Some(message) = incoming.next() => {
-                    let Some(message) = BusMessage::decode(&message.payload) else {
+                Some(message) = rx.recv() => {
+                    // A hung bus blocks here at most PUBLISH_TIMEOUT while the queue fills and
+                    // publishers drop: no one waits on the bus.
+                    if let Some((out, _)) = &mut link {
+                        if let Err(err) = out.publish(message.subject(), message.encode()).await {
+                            self.lost(&mut link, &err, retry.as_mut());
+                        }
+                    } else {
+                        self.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                message = next_incoming(&mut link), if link.is_some() => {
+                    let Some(payload) = message else {
+                        self.lost(&mut link, "subscription ended", retry.as_mut());
+                        continue;
+                    };
+                    let Some(message) = BusMessage::decode(&payload) else {
                         tracing::debug!("malformed bus message ignored");
                         continue;
                     };
@@ -313,8 +415,12 @@ impl Bus {
                     self.deliver(message, &documents, &mut seen);
                 }
                 _ = heartbeat.tick() => {
-                    let beat = BusMessage::Heartbeat { node: self.node.clone() };
-                    let _ = client.publish(NODE_SUBJECT, beat.encode()).await;
+                    if let Some((out, _)) = &mut link {
+                        let beat = BusMessage::Heartbeat { node: self.node.clone() };
+                        if let Err(err) = out.publish(NODE_SUBJECT, beat.encode()).await {
+                            self.lost(&mut link, &err, retry.as_mut());
+                        }
+                    }
                     let now = Instant::now();
                     let gone: Vec<String> = seen
                         .iter()
@@ -329,14 +435,33 @@ impl Bus {
                 }
             }
         }
-        let leaving = BusMessage::Leaving {
-            node: self.node.clone(),
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            let _ = client.publish(NODE_SUBJECT, leaving.encode()).await;
-            let _ = client.flush().await;
-        })
-        .await;
+        if let Some((mut out, _)) = link {
+            let leaving = BusMessage::Leaving {
+                node: self.node.clone(),
+            };
+            let _ = out.publish(NODE_SUBJECT, leaving.encode()).await;
+            out.flush().await;
+        }
+    }
+
+    /// The link failed: drop it and reconnect after the current backoff. (NATS reconnects by
+    /// itself and never gets here for a broken connection, only for a hung one.)
+    fn lost(
+        &self,
+        link: &mut Option<(Link, Incoming)>,
+        err: &str,
+        retry: std::pin::Pin<&mut tokio::time::Sleep>,
+    ) {
+        if let Some((Link::Nats(_), _)) = link {
+            tracing::warn!(%err, "bus publish failed; message dropped");
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        tracing::warn!(%err, "bus connection lost; the tail check carries changes until it is back");
+        *link = None;
+        self.connected.store(false, Ordering::Relaxed);
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        retry.reset(tokio::time::Instant::now() + RETRY_MIN);
     }
 
     fn deliver(

@@ -117,7 +117,8 @@ pub struct Config {
     #[arg(long, env = "QUIRE_NODE_ID")]
     pub node_id: Option<String>,
 
-    /// The bus to the other servers sharing the PostgreSQL database (`nats://host:port`): hints
+    /// The bus to the other servers sharing the PostgreSQL database (`nats://host:port` or
+    /// `redis://host:port`): hints
     /// that carry their commits and their clients' presence at once. Without it, several servers
     /// on one database are still correct (the tail check carries changes), just slower, and
     /// presence stays per server.

@@ -656,46 +656,88 @@ impl Drop for TestServer {
 /// A private nats-server on a free loopback port, ended when dropped (the cluster tests start
 /// their own, never the machine's). `QUIRE_NATS_SERVER` names the binary (scripts/test.sh sets
 /// it); otherwise `nats-server` on PATH or in /usr/sbin.
-pub struct NatsServer {
-    child: Option<Child>,
-    port: u16,
+/// Which program a [`BusServer`] runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum BusKind {
+    Nats,
+    Redis,
 }
 
-impl NatsServer {
-    pub async fn start() -> NatsServer {
+/// A private bus server (nats-server or redis-server) on its own free port, for the cluster
+/// tests; ended when dropped.
+pub struct BusServer {
+    child: Option<Child>,
+    port: u16,
+    kind: BusKind,
+}
+
+impl BusServer {
+    pub async fn nats() -> BusServer {
+        BusServer::start(BusKind::Nats).await
+    }
+
+    pub async fn redis() -> BusServer {
+        BusServer::start(BusKind::Redis).await
+    }
+
+    pub async fn start(kind: BusKind) -> BusServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let mut nats = NatsServer { child: None, port };
-        nats.spawn().await;
-        nats
+        let mut bus = BusServer {
+            child: None,
+            port,
+            kind,
+        };
+        bus.spawn().await;
+        bus
     }
 
-    fn binary() -> PathBuf {
-        if let Ok(path) = std::env::var("QUIRE_NATS_SERVER") {
+    fn binary(&self) -> PathBuf {
+        let (var, name, package) = match self.kind {
+            BusKind::Nats => ("QUIRE_NATS_SERVER", "nats-server", "nats-server"),
+            BusKind::Redis => ("QUIRE_REDIS_SERVER", "redis-server", "redis-server"),
+        };
+        if let Ok(path) = std::env::var(var) {
             return PathBuf::from(path);
         }
         for dir in std::env::var("PATH")
             .unwrap_or_default()
             .split(':')
-            .chain(["/usr/sbin"])
+            .chain(["/usr/sbin", "/usr/bin"])
         {
-            let candidate = Path::new(dir).join("nats-server");
+            let candidate = Path::new(dir).join(name);
             if candidate.is_file() {
                 return candidate;
             }
         }
-        panic!("nats-server not found: install it (Debian: apt-get install nats-server) or set QUIRE_NATS_SERVER; scripts/test.sh does this");
+        panic!("{name} not found: install it (Debian: apt-get install {package}) or set {var}; scripts/test.sh does this");
     }
 
     async fn spawn(&mut self) {
-        let child = Command::new(Self::binary())
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+        let port = self.port.to_string();
+        let args: Vec<&str> = match self.kind {
+            BusKind::Nats => vec!["-a", "127.0.0.1", "-p", &port],
+            // Pub/sub only: nothing saved, nothing read from a config file.
+            BusKind::Redis => vec![
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+        };
+        let binary = self.binary();
+        let child = Command::new(&binary)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start nats-server: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
@@ -704,14 +746,18 @@ impl NatsServer {
         {
             assert!(
                 Instant::now() < deadline,
-                "nats-server did not listen within 10 s"
+                "{} did not listen within 10 s",
+                binary.display()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        match self.kind {
+            BusKind::Nats => format!("nats://127.0.0.1:{}", self.port),
+            BusKind::Redis => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     /// kill -9.
@@ -739,7 +785,7 @@ impl NatsServer {
     }
 }
 
-impl Drop for NatsServer {
+impl Drop for BusServer {
     fn drop(&mut self) {
         self.pause(false);
         self.kill9();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use quire_backend::document::build_doc;
 use quire_backend::mirror::doc_text;
 use quire_backend::store::{Loaded, Store};
-use quire_tests::server::{NatsServer, PgDatabase};
+use quire_tests::server::{BusKind, BusServer, PgDatabase};
 use quire_tests::{Client, StoreKind, TestServer};
 
 const NODES: usize = 3;
@@ -193,9 +193,19 @@ fn has_all(expected: &[String]) -> impl Fn(&str) -> bool + '_ {
 /// has its clients' presence removed on the others within a few seconds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bus_carries_edits_and_presence() {
+    bus_carries_edits_and_presence(BusKind::Nats).await
+}
+
+/// The same over Redis pub/sub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_bus_carries_edits_and_presence() {
+    bus_carries_edits_and_presence(BusKind::Redis).await
+}
+
+async fn bus_carries_edits_and_presence(kind: BusKind) {
     quire_tests::bounded(Duration::from_secs(90), async {
         let pg = PgDatabase::create().await;
-        let nats = NatsServer::start().await;
+        let bus = BusServer::start(kind).await;
         let mut nodes = Vec::new();
         for i in 0..NODES {
             let id = format!("node-{i}");
@@ -206,7 +216,7 @@ async fn the_bus_carries_edits_and_presence() {
                         "--node-id",
                         &id,
                         "--bus",
-                        &nats.url(),
+                        &bus.url(),
                         "--tail-check-ms",
                         "60000",
                     ],
@@ -287,15 +297,25 @@ async fn the_bus_carries_edits_and_presence() {
 /// the tail check, and presence resumes when the bus is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bus_outage_costs_latency_only() {
+    bus_outage_costs_latency_only(BusKind::Nats).await
+}
+
+/// The same with Redis as the bus (quire reconnects to Redis itself, with backoff).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_bus_outage_costs_latency_only() {
+    bus_outage_costs_latency_only(BusKind::Redis).await
+}
+
+async fn bus_outage_costs_latency_only(kind: BusKind) {
     quire_tests::bounded(Duration::from_secs(90), async {
         let pg = PgDatabase::create().await;
-        let mut nats = NatsServer::start().await;
+        let mut bus = BusServer::start(kind).await;
         let args = |id: &'static str| -> Vec<String> {
             vec![
                 "--node-id".into(),
                 id.into(),
                 "--bus".into(),
-                nats.url(),
+                bus.url(),
                 "--tail-check-ms".into(),
                 "200".into(),
             ]
@@ -325,7 +345,7 @@ async fn a_bus_outage_costs_latency_only() {
             }
         }
         type_some(&on_a, &on_b, &mut expected, "before");
-        nats.kill9();
+        bus.kill9();
         type_some(&on_a, &on_b, &mut expected, "killed");
         on_a.flush().await;
         on_b.flush().await;
@@ -333,8 +353,8 @@ async fn a_bus_outage_costs_latency_only() {
             w.wait_until("every token with the bus dead", WAIT, has_all(&expected))
                 .await;
         }
-        nats.restart().await;
-        nats.pause(true);
+        bus.restart().await;
+        bus.pause(true);
         type_some(&on_a, &on_b, &mut expected, "hung");
         on_a.flush().await;
         on_b.flush().await;
@@ -342,7 +362,7 @@ async fn a_bus_outage_costs_latency_only() {
             w.wait_until("every token with the bus hung", WAIT, has_all(&expected))
                 .await;
         }
-        nats.pause(false);
+        bus.pause(false);
         // Presence resumes once the bus is back.
         on_a.set_presence(777, 1, r#"{"user":{"name":"bo"}}"#);
         let deadline = tokio::time::Instant::now() + WAIT;
@@ -429,7 +449,7 @@ async fn duplicated_and_reordered_hints_change_nothing() {
     use quire_backend::bus::BusMessage;
     quire_tests::bounded(Duration::from_secs(90), async {
         let pg = PgDatabase::create().await;
-        let nats = NatsServer::start().await;
+        let nats = BusServer::nats().await;
         let mut nodes = Vec::new();
         for i in 0..2 {
             let id = format!("node-{i}");
@@ -583,7 +603,7 @@ async fn killing_servers_mid_storm_loses_nothing() {
     quire_tests::bounded(Duration::from_secs(150), async {
         let mut rng = quire_tests::Rng::from_env("cluster_kill9");
         let pg = PgDatabase::create().await;
-        let nats = NatsServer::start().await;
+        let nats = BusServer::nats().await;
         let mut nodes = Vec::new();
         for i in 0..NODES {
             let id = format!("node-{i}");
@@ -686,7 +706,7 @@ async fn a_postgres_restart_under_two_servers_loses_nothing() {
         })
         .await
         .unwrap();
-        let nats = NatsServer::start().await;
+        let nats = BusServer::nats().await;
         let a = TestServer::start_on(&pg.url(), &["--node-id", "a", "--bus", &nats.url()]).await;
         let b = TestServer::start_on(&pg.url(), &["--node-id", "b", "--bus", &nats.url()]).await;
         let balancer = Balancer::start(vec![a.addr(), b.addr()]).await;
