@@ -78,13 +78,7 @@ async fn three_servers_write_one_new_document() {
             text,
             "a cold load from PostgreSQL"
         );
-        let seqs: Vec<i64> = stored.ops.iter().map(|op| op.seq).collect();
-        let last = stored.last_seq();
-        assert_eq!(seqs, (1..=last).collect::<Vec<_>>(), "the op log is dense");
-        assert_eq!(
-            stored.recorded.0, last,
-            "the documents row records the last version"
-        );
+        assert_dense(&stored);
         store.close().await;
         for node in &nodes {
             assert!(
@@ -182,6 +176,22 @@ async fn a_second_server_on_one_sqlite_file_is_refused() {
         assert_eq!(first.get("/readyz").await.status, 200);
     })
     .await
+}
+
+/// The stored op log continues the snapshot without a gap and ends at the recorded version.
+fn assert_dense(stored: &quire_backend::store::StoredDoc) {
+    let first = stored.snapshot.as_ref().map_or(1, |(seq, _)| seq + 1);
+    let seqs: Vec<i64> = stored.ops.iter().map(|op| op.seq).collect();
+    let last = stored.last_seq();
+    assert_eq!(
+        seqs,
+        (first..=last).collect::<Vec<_>>(),
+        "the op log is dense"
+    );
+    assert_eq!(
+        stored.recorded.0, last,
+        "the documents row records the last version"
+    );
 }
 
 fn has_all(expected: &[String]) -> impl Fn(&str) -> bool + '_ {
@@ -588,19 +598,21 @@ async fn a_revocation_on_one_server_holds_on_all() {
     .await
 }
 
-/// Issue 13, test 2: three servers with a bus behind a load balancer; three Rust editors and a
-/// stock JS client typing through it while a random server is killed with -9 and started again,
-/// round after round. After each kill, a fresh client (on whichever server the balancer picks)
-/// has everything an observer had seen; at the end everyone converges, and a cold load from
-/// PostgreSQL holds it all.
+/// Issue 13, tests 1 and 2: three servers with a bus behind a load balancer; three Rust editors
+/// and a stock JS client typing through it while a random server is killed with -9 and started
+/// again, round after round. After each kill, a fresh client (on whichever server the balancer
+/// picks) has everything an observer had seen, and the presence of a client of the killed
+/// server goes from another server. At the end everyone converges, every server's REST text and
+/// a cold load from PostgreSQL hold it all, and the op log is dense. Prints how long each
+/// recovery took (BENCHMARKS.md, "Cluster").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_servers_mid_storm_loses_nothing() {
     use quire_tests::balancer::Balancer;
     use quire_tests::chaos::{missing, random_editor, reconnect, state_of, JsChaos};
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
-    const ROUNDS: usize = 10;
-    quire_tests::bounded(Duration::from_secs(150), async {
+    const ROUNDS: usize = 20;
+    quire_tests::bounded(Duration::from_secs(300), async {
         let mut rng = quire_tests::Rng::from_env("cluster_kill9");
         let pg = PgDatabase::create().await;
         let nats = BusServer::nats().await;
@@ -626,16 +638,37 @@ async fn killing_servers_mid_storm_loses_nothing() {
             .collect();
         let js = JsChaos::spawn(&format!("ws://{}/ws", balancer.addr()), doc, rng.next_u64(), 300);
         let mut observer = reconnect(&url, quire_tests::client::client_doc(), deadline()).await;
+        let mut recovered = Vec::new();
+        let mut presence_gone = Vec::new();
         for round in 0..ROUNDS {
             tokio::time::sleep(Duration::from_millis(200 + rng.below(500) as u64)).await;
             let victim = rng.below(NODES);
+            // A client on the victim publishes presence; one on another server sees it.
+            let marker = Client::connect(&nodes[victim].ws_url(doc)).await;
+            let watcher = Client::connect(&nodes[(victim + 1) % NODES].ws_url(doc)).await;
+            let marker_id = 90_000 + round as u64;
+            marker.set_presence(marker_id, 1, r#"{"user":{"name":"marker"}}"#);
+            watcher
+                .wait_presence("the marker's presence crossed servers", WAIT, |p| {
+                    p.contains_key(&marker_id)
+                })
+                .await;
             let seen = state_of(observer.doc());
+            let killed = std::time::Instant::now();
             nodes[victim].kill9();
             let fresh = reconnect(&url, quire_tests::client::client_doc(), deadline()).await;
             if let Some(lost) = missing(&fresh.encode_state(), &seen) {
                 panic!("round {round}: after killing server {victim}, the observer had seen {lost} that the cluster lost");
             }
+            recovered.push(killed.elapsed());
             drop(fresh);
+            watcher
+                .wait_presence("the killed server's client's presence removed", WAIT, |p| {
+                    !p.contains_key(&marker_id)
+                })
+                .await;
+            presence_gone.push(killed.elapsed());
+            drop((marker, watcher));
             nodes[victim].restart_same_port().await;
             if observer.closed().is_some() {
                 let doc = observer.doc().clone();
@@ -676,9 +709,21 @@ async fn killing_servers_mid_storm_loses_nothing() {
             panic!("missing");
         };
         assert_eq!(doc_text(&build_doc(doc, &stored)), text, "a cold load from PostgreSQL");
+        assert_dense(&stored);
         store.close().await;
+        for (i, node) in nodes.iter().enumerate() {
+            assert_eq!(node.text(doc).await, text, "server {i}'s REST text");
+        }
+        let median = |d: &mut Vec<Duration>| {
+            d.sort();
+            (d[d.len() / 2], d[d.len() - 1])
+        };
+        let (rec_median, rec_max) = median(&mut recovered);
+        let (gone_median, gone_max) = median(&mut presence_gone);
         eprintln!(
-            "cluster kill -9: {ROUNDS} kills, {} Rust edits, {} JS edits ({} JS reconnects), {} chars, 0 losses",
+            "cluster kill -9: {ROUNDS} kills, {} Rust edits, {} JS edits ({} JS reconnects), {} chars, 0 losses; \
+             kill to a fresh client holding all seen: median {rec_median:?}, max {rec_max:?}; \
+             kill to the killed server's presence gone elsewhere: median {gone_median:?}, max {gone_max:?}",
             edits.load(Ordering::Relaxed),
             report.edits,
             report.reconnects,
