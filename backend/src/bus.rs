@@ -44,6 +44,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const RETRY_MIN: Duration = Duration::from_millis(250);
 const RETRY_MAX: Duration = Duration::from_secs(4);
 
+/// Now, in Unix milliseconds (hints carry their commit time for the lag metric).
+pub fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Payloads from other servers, whichever bus carries them.
 type Incoming = std::pin::Pin<Box<dyn futures_util::Stream<Item = Vec<u8>> + Send>>;
 
@@ -153,12 +160,14 @@ async fn next_incoming(link: &mut Option<(Link, Incoming)>) -> Option<Vec<u8>> {
 /// A message between servers.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BusMessage {
-    /// Document `doc` is at version `upto`; `rows` are the newest rows (in order, ending at
-    /// `upto`), or empty when they were too big to send inline.
+    /// Document `doc` is at version `upto`, committed at `committed_at` (Unix ms, the sender's
+    /// clock); `rows` are the newest rows (in order, ending at `upto`), or empty when they were
+    /// too big to send inline.
     Rows {
         node: String,
         doc: String,
         upto: i64,
+        committed_at: u64,
         rows: Vec<OpRow>,
     },
     /// An awareness update (v1) from one of `node`'s clients of `doc`.
@@ -188,12 +197,14 @@ impl BusMessage {
                 node,
                 doc,
                 upto,
+                committed_at,
                 rows,
             } => {
                 out.put_u8(1);
                 put_str(&mut out, node);
                 put_str(&mut out, doc);
                 out.put_i64(*upto);
+                out.put_u64(*committed_at);
                 out.put_u32(rows.len() as u32);
                 for row in rows {
                     out.put_i64(row.seq);
@@ -247,6 +258,7 @@ impl BusMessage {
             1 => {
                 let doc = take_str(&mut buf)?;
                 let upto = take_i64(&mut buf)?;
+                let committed_at = take_i64(&mut buf)? as u64;
                 let count = take_u32(&mut buf)? as usize;
                 let mut rows = Vec::with_capacity(count.min(1024));
                 for _ in 0..count {
@@ -261,6 +273,7 @@ impl BusMessage {
                     node,
                     doc,
                     upto,
+                    committed_at,
                     rows,
                 }
             }
@@ -344,6 +357,7 @@ impl Bus {
             node: self.node.clone(),
             doc: doc.to_string(),
             upto,
+            committed_at: unix_millis(),
             rows,
         });
     }
@@ -486,8 +500,12 @@ impl Bus {
                 return;
             }
             BusMessage::Rows {
-                doc, upto, rows, ..
-            } => documents.peer_rows(&doc, upto, rows),
+                doc,
+                upto,
+                rows,
+                committed_at,
+                ..
+            } => documents.peer_rows(&doc, upto, rows, committed_at),
             BusMessage::Awareness { node, doc, update } => {
                 documents.peer_awareness(&doc, &node, update)
             }
@@ -508,6 +526,7 @@ mod tests {
                 node: "a".into(),
                 doc: "doc.1".into(),
                 upto: 7,
+                committed_at: 1_796_000_000_000,
                 rows: vec![
                     OpRow {
                         seq: 6,

@@ -300,8 +300,16 @@ impl Documents {
     }
 
     /// Another server committed rows to `doc` up to `upto` (`rows`: the newest, if sent).
-    pub fn peer_rows(&self, doc: &str, upto: i64, rows: Vec<OpRow>) {
-        self.to_peer(doc, PeerMessage::Rows { upto, rows });
+    /// `committed_at`: when, in Unix milliseconds on that server's clock.
+    pub fn peer_rows(&self, doc: &str, upto: i64, rows: Vec<OpRow>, committed_at: u64) {
+        self.to_peer(
+            doc,
+            PeerMessage::Rows {
+                upto,
+                rows,
+                committed_at,
+            },
+        );
     }
 
     /// A presence change from one of `node`'s clients of `doc`.
@@ -360,6 +368,9 @@ impl Documents {
             for (id, version, inbox) in held {
                 let behind = stored.get(&*id).is_none_or(|&v| v > version);
                 if behind {
+                    crate::metrics::get()
+                        .tail_catch_ups
+                        .fetch_add(1, Ordering::Relaxed);
                     // A full inbox has a round coming, which catches up anyway when it serves.
                     let _ = inbox.try_send(Command::CatchUp);
                 }

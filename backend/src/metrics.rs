@@ -117,6 +117,12 @@ pub struct Metrics {
     /// Op-log rows other servers committed, applied here (tail check, catch-up before reads,
     /// rows found under the lock at commit).
     pub rows_from_peers: AtomicU64,
+    /// Times the tail check found an open document behind the stored version (rows another
+    /// server committed that no bus hint brought).
+    pub tail_catch_ups: AtomicU64,
+    /// From another server's commit (its clock, sent with the bus hint) to its rows applied
+    /// here, for rows the bus carried or announced.
+    pub peer_apply_lag: Histogram,
     /// Update frames sent to connections (relays and sync replies).
     pub updates_out: AtomicU64,
     pub bytes_in: AtomicU64,
@@ -232,6 +238,17 @@ impl Metrics {
             &mut out,
             "quire_oplog_append_seconds",
             "Time to commit one group of updates to the op log.",
+        );
+        self.peer_apply_lag.render(
+            &mut out,
+            "quire_peer_apply_lag_seconds",
+            "Time from another server's commit to its rows applied here (rows a bus hint carried or announced; the committing server's clock).",
+        );
+        counter(
+            &mut out,
+            "quire_tail_catch_ups_total",
+            "Times the tail check found an open document behind the stored version.",
+            &self.tail_catch_ups,
         );
         self.broadcast.render(
             &mut out,

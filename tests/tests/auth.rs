@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use quire_backend::protocol::close;
 use quire_tests::client::{client_doc, update_frame, TEXT_NAME};
+use quire_tests::http::metric;
 use quire_tests::{both_stores, poll_until, Client, RawConn, StoreKind, TestServer};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite;
@@ -435,13 +436,6 @@ async fn assert_refused(server: &TestServer, id: &str, tokens: &[&str]) {
         assert_eq!(q.status, 401, "{q:?}");
         assert_eq!(ws_refusal(&ws_url(server, id, token)).await, 401);
     }
-}
-
-/// The value of one series in a Prometheus text exposition.
-pub fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
 }
 
 #[tokio::test]

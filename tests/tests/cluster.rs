@@ -8,6 +8,7 @@ use std::time::Duration;
 use quire_backend::document::build_doc;
 use quire_backend::mirror::doc_text;
 use quire_backend::store::{Loaded, Store};
+use quire_tests::http::metric;
 use quire_tests::server::{BusKind, BusServer, PgDatabase};
 use quire_tests::{Client, StoreKind, TestServer};
 
@@ -269,6 +270,12 @@ async fn bus_carries_edits_and_presence(kind: BusKind) {
             )
             .await;
         }
+        // Rows crossed through the bus: applied from hints, with their lag measured.
+        for node in &nodes[1..] {
+            let metrics = node.get("/metrics").await.body;
+            assert!(metric(&metrics, "quire_rows_from_peers_total") > 0.0);
+            assert!(metric(&metrics, "quire_peer_apply_lag_seconds_count") > 0.0);
+        }
         // Presence: a client of node 0 appears on nodes 1 and 2.
         writers[0].set_presence(4242, 1, r#"{"user":{"name":"ann"}}"#);
         for w in &writers[1..] {
@@ -502,6 +509,7 @@ async fn duplicated_and_reordered_hints_change_nothing() {
                     node: "shim".into(),
                     doc: doc.into(),
                     upto: row.seq,
+                    committed_at: quire_backend::bus::unix_millis(),
                     rows: vec![row.clone()],
                 };
                 shim.push(hint.clone());
@@ -511,12 +519,14 @@ async fn duplicated_and_reordered_hints_change_nothing() {
                 node: "shim".into(),
                 doc: doc.into(),
                 upto: last + 3,
+                committed_at: quire_backend::bus::unix_millis(),
                 rows: stored.iter().rev().take(2).rev().cloned().collect(),
             });
             shim.push(BusMessage::Rows {
                 node: "shim".into(),
                 doc: doc.into(),
                 upto: last,
+                committed_at: quire_backend::bus::unix_millis(),
                 rows: Vec::new(),
             });
             publish_raw(&nats.url(), &shim).await;

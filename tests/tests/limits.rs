@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use quire_backend::protocol::close;
 use quire_tests::client::{client_doc, update_frame, TEXT_NAME};
+use quire_tests::http::metric;
 use quire_tests::{both_stores, poll_until, Client, RawConn, StoreKind, TestServer};
 use tokio_tungstenite::tungstenite;
 use yrs::{ReadTxn, StateVector, Text, Transact};
@@ -12,12 +13,6 @@ use yrs::{ReadTxn, StateVector, Text, Transact};
 const WAIT: Duration = Duration::from_secs(10);
 
 both_stores!(document_size_limit, 60);
-
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
-}
 
 async fn limit_hits(server: &TestServer, limit: &str) -> f64 {
     let body = server.get("/metrics").await.body;

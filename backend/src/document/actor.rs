@@ -72,8 +72,8 @@ pub(crate) struct Actor {
     /// joins.
     shared_store: bool,
     /// A bus hint said other servers are ahead and did not carry the rows: read them after the
-    /// round.
-    behind: bool,
+    /// round. Holds when the oldest such commit was made (Unix ms), for the lag metric.
+    behind: Option<u64>,
     /// A delete asked for this round, done after the commit.
     delete: Option<Reply<()>>,
     compaction: Option<JoinHandle<()>>,
@@ -118,7 +118,7 @@ impl Actor {
             replies: Vec::new(),
             commits: 0,
             shared_store,
-            behind: false,
+            behind: None,
             delete: None,
             compaction: None,
             idle_since: Some(Instant::now()),
@@ -191,10 +191,11 @@ impl Actor {
                     if !self.finish_round().await {
                         return self.gone(Vec::new());
                     }
-                    if std::mem::take(&mut self.behind) {
+                    if let Some(committed_at) = self.behind.take() {
                         if !self.catch_up().await {
                             return self.gone(Vec::new());
                         }
+                        observe_peer_lag(committed_at);
                         // Relays what it applied (no rows of its own to commit).
                         if !self.finish_round().await {
                             return self.gone(Vec::new());
@@ -331,7 +332,11 @@ impl Actor {
     fn handle_peer(&mut self, message: PeerMessage) {
         let replica = self.replica();
         match message {
-            PeerMessage::Rows { upto, rows } => {
+            PeerMessage::Rows {
+                upto,
+                rows,
+                committed_at,
+            } => {
                 let held = replica.last_seq();
                 if upto <= held {
                     return; // Late or duplicated: already here.
@@ -357,10 +362,14 @@ impl Actor {
                         metrics::get()
                             .rows_from_peers
                             .fetch_add(count, Ordering::Relaxed);
+                        observe_peer_lag(committed_at);
                     }
                     // A gap (a lost or reordered hint, rows too big to send, or rows of our own
                     // in this round): the op log has them.
-                    _ => self.behind = true,
+                    _ => {
+                        let oldest = self.behind.map_or(committed_at, |b| b.min(committed_at));
+                        self.behind = Some(oldest);
+                    }
                 }
             }
             PeerMessage::Awareness { node, update } => replica.receive_peer_awareness(node, update),
@@ -888,3 +897,11 @@ impl Versioned for (Vec<u8>, i64) {
 impl Versioned for Vec<(String, u32)> {}
 
 impl Versioned for () {}
+
+/// Records the lag from another server's commit at `committed_at` (Unix ms, its clock) to now.
+fn observe_peer_lag(committed_at: u64) {
+    let lag = crate::bus::unix_millis().saturating_sub(committed_at);
+    metrics::get()
+        .peer_apply_lag
+        .observe(Duration::from_millis(lag));
+}

@@ -186,8 +186,13 @@ impl ApiRequest {
 /// What another server said about this document on the bus (crate::bus).
 #[derive(Debug)]
 pub enum PeerMessage {
-    /// It committed rows up to `upto`; `rows` are the newest of them (empty if too big to send).
-    Rows { upto: i64, rows: Vec<OpRow> },
+    /// It committed rows up to `upto` at `committed_at` (Unix ms, its clock); `rows` are the
+    /// newest of them (empty if too big to send).
+    Rows {
+        upto: i64,
+        rows: Vec<OpRow>,
+        committed_at: u64,
+    },
     /// A presence change of one of its clients.
     Awareness {
         node: Arc<str>,
