@@ -534,8 +534,9 @@ fn load_updates(trace: &Path) -> (Vec<Vec<u8>>, String) {
 /// Relay latency between servers sharing one PostgreSQL database (`cargo bench -p
 /// quire-backend --bench sync -- cluster`): a writer on server A, a reader on A (same node) or
 /// on B (cross node, through the NATS bus, or through the tail check alone), paced at typing
-/// rates; the rows alternate so they share the machine's state. Needs nats-server
-/// (`QUIRE_NATS_SERVER`, PATH or /usr/sbin).
+/// rates; the rows alternate so they share the machine's state. Then one hot document with
+/// writers on 1, 2 and 3 servers, and staleness with the bus killed. Needs nats-server
+/// (`QUIRE_NATS_SERVER`, PATH or /usr/sbin) and redis-server (`QUIRE_REDIS_SERVER` or PATH).
 fn cluster(rt: &tokio::runtime::Runtime, pg: &str, updates: &[Vec<u8>]) {
     const RATE: u64 = 200;
     const COUNT: usize = 4_000;
@@ -557,12 +558,37 @@ fn cluster(rt: &tokio::runtime::Runtime, pg: &str, updates: &[Vec<u8>]) {
         .stderr(Stdio::null())
         .spawn()
         .expect("start nats-server");
+    let redis_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut redis =
+        Command::new(std::env::var("QUIRE_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()))
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &redis_port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
     std::thread::sleep(Duration::from_millis(300));
     let bus = format!("nats://127.0.0.1:{port}");
+    let redis_bus = format!("redis://127.0.0.1:{redis_port}");
     let db = format!("quire_bench_cluster_{}", std::process::id());
     let db_url = rt.block_on(create_database(pg, &db));
     let a = ServerProcess::start_with(&db_url, &["--bus", &bus, "--node-id", "a"]);
     let b = ServerProcess::start_with(&db_url, &["--bus", &bus, "--node-id", "b"]);
+    let e = ServerProcess::start_with(&db_url, &["--bus", &bus, "--node-id", "e"]);
+    let r1 = ServerProcess::start_with(&db_url, &["--bus", &redis_bus, "--node-id", "r1"]);
+    let r2 = ServerProcess::start_with(&db_url, &["--bus", &redis_bus, "--node-id", "r2"]);
     let c = ServerProcess::start_with(&db_url, &["--node-id", "c"]);
     let d = ServerProcess::start_with(&db_url, &["--node-id", "d"]);
     std::thread::sleep(Duration::from_millis(500));
@@ -572,6 +598,7 @@ fn cluster(rt: &tokio::runtime::Runtime, pg: &str, updates: &[Vec<u8>]) {
             for (label, writer, reader) in [
                 ("same node", &a, &a),
                 ("cross node, NATS bus", &a, &b),
+                ("cross node, Redis bus", &r1, &r2),
                 ("cross node, no bus (tail check, 500 ms)", &c, &d),
             ] {
                 let doc = format!("cluster-{round}-{}", label.len());
@@ -594,16 +621,184 @@ fn cluster(rt: &tokio::runtime::Runtime, pg: &str, updates: &[Vec<u8>]) {
                 rows.push(row);
             }
         }
+        // One hot document, writers spread over 1, 2 and 3 servers.
+        let nodes = [&a, &b, &e];
+        for round in 0..2 {
+            for (each, rate) in [(20_000, None), (2_000, Some(250))] {
+                for spread in 1..=3 {
+                    let doc = format!("hot-{round}-{spread}-{each}");
+                    let addrs: Vec<&str> = nodes.iter().map(|n| n.addr.as_str()).collect();
+                    let writers: Vec<&str> =
+                        nodes[..spread].iter().map(|n| n.addr.as_str()).collect();
+                    let row = hot_document(&doc, &writers, &addrs, each, rate).await;
+                    println!("{row:?}");
+                    rows.push(row);
+                }
+            }
+        }
+    });
+    // Staleness while the bus is down: the tail check (500 ms while the bus is away) carries.
+    let _ = nats.kill();
+    let _ = nats.wait();
+    std::thread::sleep(Duration::from_millis(300));
+    rt.block_on(async {
+        let stats = stream_between(
+            &a.addr,
+            &b.addr,
+            "cluster-bus-down",
+            &updates[..COUNT / 2],
+            Some(RATE),
+        )
+        .await;
+        let row = (
+            format!(
+                "cross node with the NATS bus killed: {} updates at {RATE}/s",
+                COUNT / 2
+            ),
+            format!(
+                "staleness p50 {:.0} ms, p99 {:.0} ms (tail check every 500 ms while the bus is away)",
+                stats.p50_ms, stats.p99_ms
+            ),
+        );
+        println!("{row:?}");
+        rows.push(row);
     });
     a.stop();
     b.stop();
+    e.stop();
+    r1.stop();
+    r2.stop();
+    let _ = redis.kill();
+    let _ = redis.wait();
     c.stop();
     d.stop();
-    let _ = nats.kill();
-    let _ = nats.wait();
     rt.block_on(drop_database(pg, &db));
     println!("\n| measurement | result |\n|---|---|");
     for (what, result) in rows {
         println!("| {what} | {result} |");
     }
+}
+
+/// Six writers, each typing `each` characters of its own text as fast as its socket allows
+/// (closed loop) or at `rate` per second, into one document through the servers in `writers`
+/// (round-robin); done when every server in `all` serves the whole text over REST. Commit and
+/// row-lock p99 come from the servers' histograms (bucket bounds, so "≤").
+async fn hot_document(
+    doc: &str,
+    writers: &[&str],
+    all: &[&str],
+    each: usize,
+    rate: Option<u64>,
+) -> (String, String) {
+    const WRITERS: usize = 6;
+    let before: Vec<String> = all.iter().map(|a| http_get(a, "/metrics")).collect();
+    let frames: Vec<Vec<WsMessage>> = (0..WRITERS)
+        .map(|w| {
+            let ydoc = yrs::Doc::with_client_id(10_000 + w as u64);
+            let text = ydoc.get_or_insert_text(TEXT_NAME);
+            (0..each)
+                .map(|i| {
+                    let mut txn = ydoc.transact_mut();
+                    text.insert(&mut txn, i as u32, "x");
+                    let update = txn.encode_update_v1();
+                    WsMessage::binary(Message::Sync(SyncMessage::Update(update)).encode_v1())
+                })
+                .collect()
+        })
+        .collect();
+    let mut sockets = Vec::new();
+    for w in 0..WRITERS {
+        sockets.push(connect_synced(writers[w % writers.len()], doc).await.0);
+    }
+    let started = Instant::now();
+    let tasks: Vec<_> = sockets
+        .into_iter()
+        .zip(frames)
+        .map(|(ws, frames)| {
+            tokio::spawn(async move {
+                let (mut sink, mut stream) = ws.split();
+                let drain =
+                    tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
+                let start = Instant::now();
+                for (i, frame) in frames.into_iter().enumerate() {
+                    if let Some(rate) = rate {
+                        let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+                        tokio::time::sleep_until(due.into()).await;
+                    }
+                    sink.send(frame).await.expect("writer send");
+                }
+                (sink, drain)
+            })
+        })
+        .collect();
+    let total = WRITERS * each;
+    for addr in all {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let body = http_get(addr, &format!("/api/documents/{doc}/text"));
+            let text = body.split("\r\n\r\n").nth(1).unwrap_or("");
+            if text.chars().filter(|c| *c == 'x').count() >= total {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{addr} never had all {total} updates"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    for task in tasks {
+        let (mut sink, drain) = task.await.unwrap();
+        let _ = sink.close().await;
+        drain.abort();
+    }
+    let after: Vec<String> = all.iter().map(|a| http_get(a, "/metrics")).collect();
+    let p99 = |name: &str| {
+        let mut buckets: Vec<(String, f64)> = Vec::new();
+        for (b, a) in before.iter().zip(&after) {
+            for (bound, n) in histogram(a, name) {
+                let was = histogram(b, name)
+                    .into_iter()
+                    .find(|(x, _)| *x == bound)
+                    .map_or(0.0, |(_, v)| v);
+                match buckets.iter_mut().find(|(x, _)| *x == bound) {
+                    Some((_, v)) => *v += n - was,
+                    None => buckets.push((bound, n - was)),
+                }
+            }
+        }
+        let count = buckets.last().map_or(0.0, |(_, v)| *v);
+        let bound = buckets
+            .iter()
+            .find(|(_, v)| *v >= count * 0.99)
+            .map_or("?".to_string(), |(b, _)| b.clone());
+        (bound, count)
+    };
+    let (commit_p99, commits) = p99("quire_oplog_append_seconds");
+    let (lock_p99, _) = p99("quire_row_lock_wait_seconds");
+    (
+        format!(
+            "one hot document, {WRITERS} writers × {each} updates on {} of 3 servers ({})",
+            writers.len(),
+            rate.map_or("closed loop".to_string(), |r| format!("{r}/s each"))
+        ),
+        format!(
+            "{:.0} updates/s until every server serves all; {commits} commits, commit p99 ≤ {commit_p99} s, row lock p99 ≤ {lock_p99} s",
+            total as f64 / secs
+        ),
+    )
+}
+
+/// The cumulative buckets `(le, count)` of histogram `name`, `+Inf` last.
+fn histogram(metrics: &str, name: &str) -> Vec<(String, f64)> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    metrics
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(&prefix)?;
+            let (bound, value) = rest.split_once("\"} ")?;
+            Some((bound.to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
 }

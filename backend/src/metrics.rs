@@ -130,6 +130,9 @@ pub struct Metrics {
     pub messages_in: AtomicU64,
     /// Op-log group commits (one transaction each).
     pub oplog_append: Histogram,
+    /// Within a commit, taking the document's row (the UPDATE that hands out its versions):
+    /// one round trip plus any wait for another server's commit to the same document.
+    pub row_lock_wait: Histogram,
     /// From the start of a round (updates taken from the inbox) to its relays queued on every
     /// connection: apply + commit + fan-out.
     pub broadcast: Histogram,
@@ -238,6 +241,11 @@ impl Metrics {
             &mut out,
             "quire_oplog_append_seconds",
             "Time to commit one group of updates to the op log.",
+        );
+        self.row_lock_wait.render(
+            &mut out,
+            "quire_row_lock_wait_seconds",
+            "Time a commit takes to lock the document's row and take its versions (a round trip plus any wait for another server's commit).",
         );
         self.peer_apply_lag.render(
             &mut out,

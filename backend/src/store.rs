@@ -600,6 +600,7 @@ impl Store {
             Backend::Postgres => "GREATEST",
             Backend::Sqlite => "MAX",
         };
+        let locking = std::time::Instant::now();
         let row = sqlx::query(&format!(
             "UPDATE documents SET \
                version = {greatest}(version, COALESCE((SELECT MAX(seq) FROM ops WHERE doc_id = $1), 0)) + $2, \
@@ -614,6 +615,9 @@ impl Store {
         .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
+        crate::metrics::get()
+            .row_lock_wait
+            .observe(locking.elapsed());
         let Some(row) = row else {
             return Err(StoreError::Deleted);
         };
