@@ -637,7 +637,37 @@ fn cluster(rt: &tokio::runtime::Runtime, pg: &str, updates: &[Vec<u8>]) {
             }
         }
     });
-    // Staleness while the bus is down: the tail check (500 ms while the bus is away) carries.
+    // Staleness while the bus is hung (SIGSTOP) and then down: the tail check (500 ms while the
+    // bus is away) carries.
+    let signal = |sig: &str| {
+        let _ = Command::new("kill")
+            .args([sig, &nats.id().to_string()])
+            .status();
+    };
+    signal("-STOP");
+    rt.block_on(async {
+        let stats = stream_between(
+            &a.addr,
+            &b.addr,
+            "cluster-bus-hung",
+            &updates[..COUNT / 2],
+            Some(RATE),
+        )
+        .await;
+        let row = (
+            format!(
+                "cross node with the NATS bus hung (SIGSTOP): {} updates at {RATE}/s",
+                COUNT / 2
+            ),
+            format!(
+                "staleness p50 {:.0} ms, p99 {:.0} ms",
+                stats.p50_ms, stats.p99_ms
+            ),
+        );
+        println!("{row:?}");
+        rows.push(row);
+    });
+    signal("-CONT");
     let _ = nats.kill();
     let _ = nats.wait();
     std::thread::sleep(Duration::from_millis(300));

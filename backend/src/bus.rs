@@ -307,6 +307,9 @@ pub struct Bus {
     out: mpsc::Sender<BusMessage>,
     rx: std::sync::Mutex<Option<mpsc::Receiver<BusMessage>>>,
     connected: AtomicBool,
+    /// Our own heartbeats come back within [`NODE_TIMEOUT`]: the bus is not only connected but
+    /// moving messages (a hung bus server keeps its TCP connections open).
+    echoing: AtomicBool,
     /// Messages dropped because the queue was full (the bus is hung or slow).
     pub dropped: AtomicU64,
     /// Messages received from other servers.
@@ -329,13 +332,15 @@ impl Bus {
             out,
             rx: std::sync::Mutex::new(Some(rx)),
             connected: AtomicBool::new(false),
+            echoing: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
             received: AtomicU64::new(0),
         }))
     }
 
+    /// Connected, and carrying our own heartbeats back to us.
     pub fn is_connected(&self) -> bool {
-        self.connected.load(Ordering::Relaxed)
+        self.connected.load(Ordering::Relaxed) && self.echoing.load(Ordering::Relaxed)
     }
 
     fn send(&self, message: BusMessage) {
@@ -385,6 +390,7 @@ impl Bus {
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut seen: HashMap<String, Instant> = HashMap::new();
+        let mut last_echo = Instant::now();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -392,6 +398,7 @@ impl Bus {
                     match tokio::time::timeout(CONNECT_TIMEOUT, Link::connect(self.clone())).await {
                         Ok(Ok(connected)) => {
                             backoff = RETRY_MIN;
+                            last_echo = Instant::now();
                             link = Some(connected);
                         }
                         outcome => {
@@ -425,6 +432,13 @@ impl Bus {
                         tracing::debug!("malformed bus message ignored");
                         continue;
                     };
+                    if let BusMessage::Heartbeat { node } = &message {
+                        if *node == self.node {
+                            last_echo = Instant::now();
+                            self.echoing.store(true, Ordering::Relaxed);
+                            continue;
+                        }
+                    }
                     self.received.fetch_add(1, Ordering::Relaxed);
                     self.deliver(message, &documents, &mut seen);
                 }
@@ -436,6 +450,11 @@ impl Bus {
                         }
                     }
                     let now = Instant::now();
+                    if now.duration_since(last_echo) > NODE_TIMEOUT
+                        && self.echoing.swap(false, Ordering::Relaxed)
+                    {
+                        tracing::warn!("the bus stopped carrying messages (hung?); the tail check carries changes until it does again");
+                    }
                     let gone: Vec<String> = seen
                         .iter()
                         .filter(|(_, at)| now.duration_since(**at) > NODE_TIMEOUT)

@@ -341,13 +341,19 @@ impl Documents {
     /// sharing the database committed reach this server's clients. Runs until shutdown.
     /// While the bus is connected it carries changes and this runs ten times less often.
     pub async fn tail_check(self: Arc<Self>, interval: Duration) {
+        let mut skipped = 0;
         loop {
-            let bus_up = self.ctx.bus.as_ref().is_some_and(|bus| bus.is_connected());
-            let wait = if bus_up { interval * 10 } else { interval };
             tokio::select! {
                 _ = self.ctx.shutdown.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(interval) => {}
             }
+            // Looked at every interval, so a bus that goes away is noticed within one.
+            let bus_up = self.ctx.bus.as_ref().is_some_and(|bus| bus.is_connected());
+            if bus_up && skipped < 9 {
+                skipped += 1;
+                continue;
+            }
+            skipped = 0;
             let held: Vec<(Arc<str>, i64, mpsc::Sender<Command>)> = self
                 .lock()
                 .iter()

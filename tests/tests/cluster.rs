@@ -372,6 +372,19 @@ async fn bus_outage_costs_latency_only(kind: BusKind) {
         }
         bus.restart().await;
         bus.pause(true);
+        // A hung bus keeps its connections open: the servers notice their own heartbeats no
+        // longer come back, and say so.
+        for node in [&a, &b] {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while node.get("/readyz").await.json()["bus"] != "disconnected" {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "a hung bus was never noticed: {}",
+                    node.log_tail()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
         type_some(&on_a, &on_b, &mut expected, "hung");
         on_a.flush().await;
         on_b.flush().await;
