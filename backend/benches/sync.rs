@@ -624,7 +624,9 @@ fn cluster(rt: &tokio::runtime::Runtime, pg: &str, updates: &[Vec<u8>]) {
         // One hot document, writers spread over 1, 2 and 3 servers.
         let nodes = [&a, &b, &e];
         for round in 0..2 {
-            for (each, rate) in [(20_000, None), (2_000, Some(250))] {
+            // Closed loop overloads the machine (the writers' own relays back up and the
+            // servers close them as slow clients), so the heavy case is paced too.
+            for (each, rate) in [(12_000, Some(4_000)), (2_000, Some(250))] {
                 for spread in 1..=3 {
                     let doc = format!("hot-{round}-{spread}-{each}");
                     let addrs: Vec<&str> = nodes.iter().map(|n| n.addr.as_str()).collect();
@@ -644,19 +646,17 @@ fn cluster(rt: &tokio::runtime::Runtime, pg: &str, updates: &[Vec<u8>]) {
             .args([sig, &nats.id().to_string()])
             .status();
     };
-    signal("-STOP");
-    rt.block_on(async {
-        let stats = stream_between(
+    let mut staleness = |label: &str, doc: &str| {
+        let stats = rt.block_on(stream_between(
             &a.addr,
             &b.addr,
-            "cluster-bus-hung",
+            doc,
             &updates[..COUNT / 2],
             Some(RATE),
-        )
-        .await;
+        ));
         let row = (
             format!(
-                "cross node with the NATS bus hung (SIGSTOP): {} updates at {RATE}/s",
+                "cross node with the NATS bus {label}: {} updates at {RATE}/s",
                 COUNT / 2
             ),
             format!(
@@ -666,33 +666,14 @@ fn cluster(rt: &tokio::runtime::Runtime, pg: &str, updates: &[Vec<u8>]) {
         );
         println!("{row:?}");
         rows.push(row);
-    });
+    };
+    signal("-STOP");
+    staleness("hung (SIGSTOP)", "cluster-bus-hung");
     signal("-CONT");
     let _ = nats.kill();
     let _ = nats.wait();
     std::thread::sleep(Duration::from_millis(300));
-    rt.block_on(async {
-        let stats = stream_between(
-            &a.addr,
-            &b.addr,
-            "cluster-bus-down",
-            &updates[..COUNT / 2],
-            Some(RATE),
-        )
-        .await;
-        let row = (
-            format!(
-                "cross node with the NATS bus killed: {} updates at {RATE}/s",
-                COUNT / 2
-            ),
-            format!(
-                "staleness p50 {:.0} ms, p99 {:.0} ms (tail check every 500 ms while the bus is away)",
-                stats.p50_ms, stats.p99_ms
-            ),
-        );
-        println!("{row:?}");
-        rows.push(row);
-    });
+    staleness("killed", "cluster-bus-down");
     a.stop();
     b.stop();
     e.stop();
@@ -770,10 +751,19 @@ async fn hot_document(
             if text.chars().filter(|c| *c == 'x').count() >= total {
                 break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "{addr} never had all {total} updates"
-            );
+            if Instant::now() > deadline {
+                let slow: Vec<String> = all
+                    .iter()
+                    .map(|a| http_get(a, "/metrics"))
+                    .flat_map(|m| {
+                        m.lines()
+                            .filter(|l| l.starts_with("quire_errors_total{kind=\"slow_client\"}"))
+                            .map(str::to_string)
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                panic!("{addr} never had all {total} updates (writers closed as slow clients, per server: {slow:?})");
+            }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }

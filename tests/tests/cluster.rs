@@ -179,6 +179,19 @@ async fn a_second_server_on_one_sqlite_file_is_refused() {
     .await
 }
 
+/// Waits until `node`'s `/readyz` reports the bus as `state`.
+async fn wait_bus(node: &TestServer, state: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while node.get("/readyz").await.json()["bus"] != state {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bus never became {state}: {}",
+            node.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The stored op log continues the snapshot without a gap and ends at the recorded version.
 fn assert_dense(stored: &quire_backend::store::StoredDoc) {
     let first = stored.snapshot.as_ref().map_or(1, |(seq, _)| seq + 1);
@@ -236,15 +249,7 @@ async fn bus_carries_edits_and_presence(kind: BusKind) {
             );
         }
         for node in &nodes {
-            let deadline = tokio::time::Instant::now() + WAIT;
-            while node.get("/readyz").await.json()["bus"] != "connected" {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "bus never connected: {}",
-                    node.log_tail()
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            wait_bus(node, "connected").await;
         }
         let doc = "bus-doc";
         let writers = futures_util::future::join_all(nodes.iter().map(|n| {
@@ -375,15 +380,7 @@ async fn bus_outage_costs_latency_only(kind: BusKind) {
         // A hung bus keeps its connections open: the servers notice their own heartbeats no
         // longer come back, and say so.
         for node in [&a, &b] {
-            let deadline = tokio::time::Instant::now() + WAIT;
-            while node.get("/readyz").await.json()["bus"] != "disconnected" {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "a hung bus was never noticed: {}",
-                    node.log_tail()
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            wait_bus(node, "disconnected").await;
         }
         type_some(&on_a, &on_b, &mut expected, "hung");
         on_a.flush().await;
