@@ -20,7 +20,9 @@ ensure_bus_server() {
   locate() {
     found=$(command -v "$binary" || true)
     for dir in /usr/sbin /usr/bin; do
-      [ -z "$found" ] && [ -x "$dir/$binary" ] && found=$dir/$binary
+      if [ -z "$found" ] && [ -x "$dir/$binary" ]; then
+        found=$dir/$binary
+      fi
     done
   }
   locate
