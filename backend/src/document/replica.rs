@@ -315,7 +315,30 @@ impl Replica {
         }
     }
 
-    fn receive_awareness(&mut self, conn: ConnId, update: AwarenessUpdate) {
+    fn receive_awareness(&mut self, conn: ConnId, mut update: AwarenessUpdate) {
+        // A connection speaks only for client ids it owns: ones it introduced, or ones no other
+        // live connection (here or on another server) holds. Others' entries are dropped: a
+        // forged state must not replace Alice's name or cursor, and stock clients re-send
+        // the states they received, which need no relay.
+        let owned_elsewhere = |id: &ClientID| {
+            self.peers
+                .iter()
+                .any(|(c, p)| *c != conn && p.clients.contains(id))
+                || self.remote.values().any(|ids| ids.contains(id))
+        };
+        let before = update.clients.len();
+        update.clients.retain(|id, _| !owned_elsewhere(id));
+        let dropped = before - update.clients.len();
+        if dropped > 0 {
+            tracing::debug!(
+                conn,
+                dropped,
+                "awareness entries for other connections' clients dropped"
+            );
+        }
+        if update.clients.is_empty() {
+            return;
+        }
         if let Some(peer) = self.peers.get_mut(&conn) {
             for (id, entry) in &update.clients {
                 if &*entry.json == "null" {

@@ -249,6 +249,79 @@ fn presence_is_relayed_to_all_and_removed_when_its_connection_leaves() {
 }
 
 #[test]
+fn a_connection_cannot_speak_for_another_connections_client() {
+    let mut r = replica();
+    r.join(1);
+    r.join(2);
+    let mut ann = Awareness::new(quire_wire::new_doc_with_client_id(ClientID::new(42)));
+    ann.set_local_state(r#"{"user":"ann"}"#).unwrap();
+    r.receive(1, Incoming::Awareness(ann.update().unwrap()));
+    r.take_outbox();
+    // Connection 2 forges client 42 (a higher clock, another name), and adds its own 7.
+    let mut forger = Awareness::new(quire_wire::new_doc_with_client_id(ClientID::new(42)));
+    for _ in 0..5 {
+        forger.set_local_state(r#"{"user":"mallory"}"#).unwrap();
+    }
+    let mut forged = forger.update().unwrap();
+    let mut own = Awareness::new(quire_wire::new_doc_with_client_id(ClientID::new(7)));
+    own.set_local_state(r#"{"user":"bob"}"#).unwrap();
+    forged.clients.extend(own.update().unwrap().clients);
+    r.receive(2, Incoming::Awareness(forged));
+    let out = delivered(&r.take_outbox());
+    for frames in out.values() {
+        for msg in messages(frames) {
+            let Message::Awareness(update) = msg else {
+                continue;
+            };
+            assert!(
+                !update.clients.contains_key(&ClientID::new(42)),
+                "the forged state was relayed"
+            );
+            assert!(
+                update.clients.contains_key(&ClientID::new(7)),
+                "bob's own state goes"
+            );
+        }
+    }
+    // Ann's state is still hers, and a forged removal changes nothing either.
+    let mut removal = forger.update().unwrap();
+    removal.clients.get_mut(&ClientID::new(42)).unwrap().json = "null".into();
+    r.receive(2, Incoming::Awareness(removal));
+    assert!(r.take_outbox().is_empty(), "nothing relayed");
+    r.join(3);
+    r.receive(3, Incoming::AwarenessQuery);
+    let out = delivered(&r.take_outbox());
+    let seen: Vec<String> = messages(&out[&3])
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Awareness(u) => u
+                .clients
+                .get(&ClientID::new(42))
+                .map(|e| e.json.to_string()),
+            _ => None,
+        })
+        .collect();
+    let anns = ann.update().unwrap().clients[&ClientID::new(42)]
+        .json
+        .to_string();
+    assert!(
+        !seen.is_empty() && seen.iter().all(|s| *s == anns),
+        "{seen:?}"
+    );
+    // Once ann's connection leaves, the id is free again.
+    r.leave(1);
+    r.take_outbox();
+    let mut again = Awareness::new(quire_wire::new_doc_with_client_id(ClientID::new(42)));
+    for _ in 0..9 {
+        again
+            .set_local_state(r#"{"user":"ann, reconnected"}"#)
+            .unwrap();
+    }
+    r.receive(2, Incoming::Awareness(again.update().unwrap()));
+    assert!(!r.take_outbox().is_empty());
+}
+
+#[test]
 fn presence_not_renewed_expires() {
     let mut r = replica();
     r.join(1);
