@@ -25,6 +25,7 @@ both_stores!(delete_closes_sockets_and_404s_after, 60);
 both_stores!(update_export_and_import, 60);
 both_stores!(errors_are_problem_details, 60);
 both_stores!(bodies_that_are_not_objects_are_refused, 60);
+both_stores!(names_are_checked_alike_on_both_stores, 60);
 
 async fn edits(server: &TestServer, id: &str, body: Value) -> Value {
     let r = server
@@ -924,4 +925,67 @@ async fn bodies_that_are_not_objects_are_refused(kind: StoreKind) {
         .unwrap()
         .len();
     assert_eq!(documents_after, documents_before);
+}
+
+/// A NUL in a name was stored by SQLite and answered 503 "database unavailable" by PostgreSQL;
+/// now both refuse control characters and over-long names with 400, and nothing changes.
+async fn names_are_checked_alike_on_both_stores(kind: StoreKind) {
+    let server = TestServer::start(kind, &[]).await;
+    let created = server
+        .send_json("POST", "/api/documents", &json!({"name": "kept"}))
+        .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    let before = document_count(&server).await;
+    let long = "n".repeat(257);
+    for bad in [
+        "a\u{0}b",
+        "two\nlines",
+        "tab\there",
+        "bell\u{7}",
+        long.as_str(),
+    ] {
+        let r = server
+            .send_json("POST", "/api/documents", &json!({ "name": bad }))
+            .await;
+        assert_eq!(r.status, 400, "create {bad:?}: {r:?}");
+        let detail = r.json()["detail"].as_str().unwrap_or_default().to_string();
+        assert!(
+            detail.contains("control character") || detail.contains("at most 256"),
+            "{detail}"
+        );
+        let r = server
+            .send_json(
+                "PATCH",
+                &format!("/api/documents/{id}"),
+                &json!({ "name": bad }),
+            )
+            .await;
+        assert_eq!(r.status, 400, "rename to {bad:?}: {r:?}");
+    }
+    assert_eq!(document_count(&server).await, before, "nothing was created");
+    let meta = server.get(&format!("/api/documents/{id}")).await.json();
+    assert_eq!(meta["name"], "kept", "the name is unchanged");
+    // Names people use still work: accents, emoji, 256 characters.
+    let fine = format!("Café ☕ notes {}", "é".repeat(243));
+    assert_eq!(fine.chars().count(), 256);
+    let r = server
+        .send_json(
+            "PATCH",
+            &format!("/api/documents/{id}"),
+            &json!({ "name": fine }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        server.get(&format!("/api/documents/{id}")).await.json()["name"],
+        fine
+    );
+}
+
+async fn document_count(server: &TestServer) -> usize {
+    server.get("/api/documents").await.json()["documents"]
+        .as_array()
+        .unwrap()
+        .len()
 }

@@ -311,12 +311,23 @@ pub(super) async fn live_meta(s: &ApiState, id: &str) -> Result<DocMeta, Problem
         .ok_or_else(|| not_found(id))
 }
 
+/// The same rules on both stores (PostgreSQL cannot store a NUL, SQLite can): at most
+/// [`MAX_NAME_CHARS`] characters on one line, no control characters.
 fn check_name(name: Option<&str>) -> Result<(), Problem> {
-    match name {
-        Some(n) if n.chars().count() > MAX_NAME_CHARS => Err(Problem::bad_request(format!(
+    let Some(n) = name else {
+        return Ok(());
+    };
+    if n.chars().count() > MAX_NAME_CHARS {
+        return Err(Problem::bad_request(format!(
             "name is {} chars long: at most {MAX_NAME_CHARS} are allowed",
             n.chars().count()
-        ))),
-        _ => Ok(()),
+        )));
     }
+    if let Some(c) = n.chars().find(|c| c.is_control()) {
+        return Err(Problem::bad_request(format!(
+            "name contains the control character U+{:04X}: names are one line of text",
+            c as u32
+        )));
+    }
+    Ok(())
 }
