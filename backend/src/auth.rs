@@ -383,6 +383,24 @@ pub fn bearer(headers: &HeaderMap) -> Option<String> {
         .then(|| token.trim().to_string())
 }
 
+/// The URI as logs may show it: a `token` query parameter's value replaced by `REDACTED`.
+pub fn redacted_uri(uri: &Uri) -> String {
+    let Some(query) = uri.query() else {
+        return uri.to_string();
+    };
+    let query: Vec<&str> = query
+        .split('&')
+        .map(|p| {
+            if p.starts_with("token=") {
+                "token=REDACTED"
+            } else {
+                p
+            }
+        })
+        .collect();
+    format!("{}?{}", uri.path(), query.join("&"))
+}
+
 /// The URI without its `token` query parameter (so handlers' strict query parsing never sees
 /// it, and it is not logged further down).
 fn without_token(uri: &Uri) -> Option<Uri> {

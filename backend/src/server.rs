@@ -131,7 +131,17 @@ impl Server {
             // The browser editor (web/dist, embedded): `/`, `/d/{doc}`, `/assets/*`.
             .merge(crate::web::router())
             .with_state(state)
-            .layer(TraceLayer::new_for_http())
+            // Tokens in `?token=` never reach a log line, at any level.
+            .layer(
+                TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| {
+                    tracing::debug_span!(
+                        "request",
+                        method = %req.method(),
+                        uri = %crate::auth::redacted_uri(req.uri()),
+                        version = ?req.version(),
+                    )
+                }),
+            )
     }
 
     /// The shared context (store, health, shutdown token): for tests that embed the server.

@@ -367,6 +367,8 @@ pub struct TestServer {
     /// Where the next start listens: port 0 (a free one) unless `restart_same_port` set it.
     listen: String,
     log_path: PathBuf,
+    /// `RUST_LOG` for the child (else `QUIRE_TEST_SERVER_LOG`, else `info`).
+    log_filter: Option<String>,
     starts: usize,
     // Dropped after the child is killed (fields drop in order, and Drop kills first).
     _pg: Option<PgDatabase>,
@@ -396,6 +398,7 @@ impl TestServer {
             addr: "127.0.0.1:0".parse().unwrap(),
             listen: "127.0.0.1:0".to_string(),
             log_path: dir.path().join("server-0.log"),
+            log_filter: None,
             starts: 0,
             _pg: pg,
             dir,
@@ -424,7 +427,9 @@ impl TestServer {
             .args(&self.extra_args)
             .env(
                 "RUST_LOG",
-                std::env::var("QUIRE_TEST_SERVER_LOG").unwrap_or_else(|_| "info".into()),
+                self.log_filter.clone().unwrap_or_else(|| {
+                    std::env::var("QUIRE_TEST_SERVER_LOG").unwrap_or_else(|_| "info".into())
+                }),
             )
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -612,6 +617,7 @@ impl TestServer {
             addr: "127.0.0.1:0".parse().unwrap(),
             listen: "127.0.0.1:0".to_string(),
             log_path: dir.path().join("server-0.log"),
+            log_filter: None,
             starts: 0,
             _pg: None,
             dir,
@@ -634,6 +640,12 @@ impl TestServer {
         self.kill9();
         self.listen = "127.0.0.1:0".to_string();
         self.spawn().await;
+    }
+
+    /// [`TestServer::restart`] with `RUST_LOG=filter` (e.g. to check what debug logs hold).
+    pub async fn restart_logging(&mut self, filter: &str) {
+        self.log_filter = Some(filter.to_string());
+        self.restart().await;
     }
 
     /// True while the child process runs.
