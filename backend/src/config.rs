@@ -10,8 +10,9 @@ use clap::Parser;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "quire-server", version)]
 pub struct Config {
-    /// Address to listen on.
-    #[arg(long, env = "QUIRE_LISTEN", default_value = "127.0.0.1:8080")]
+    /// Address to listen on: `IP:PORT`, `HOST:PORT` (e.g. `localhost:8080`) or a bare `PORT`
+    /// (on 127.0.0.1).
+    #[arg(long, env = "QUIRE_LISTEN", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
     pub listen: SocketAddr,
 
     /// Database: `sqlite:PATH` (created if missing) or `postgres://user@host/db`.
@@ -147,5 +148,73 @@ impl Config {
             return Some(Duration::from_secs(self.op_retention_secs));
         }
         (self.op_retention_days > 0).then(|| Duration::from_secs(self.op_retention_days * 86_400))
+    }
+}
+
+/// `--listen`: `IP:PORT`, `HOST:PORT` (resolved; `localhost` is 127.0.0.1) or a bare port on
+/// 127.0.0.1.
+pub fn parse_listen(value: &str) -> Result<SocketAddr, String> {
+    use std::net::{Ipv4Addr, ToSocketAddrs};
+    let value = value.trim();
+    if let Ok(addr) = value.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Ok(port) = value.parse::<u16>() {
+        return Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    }
+    let usage = "give PORT, HOST:PORT or IP:PORT (e.g. 8080, localhost:8080, 0.0.0.0:8080)";
+    let Some((host, port)) = value.rsplit_once(':') else {
+        return Err(format!("{value:?} is not an address: {usage}"));
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{port:?} is not a port number (0-65535): {usage}"))?;
+    if host.eq_ignore_ascii_case("localhost") {
+        return Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    }
+    let mut addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|err| format!("cannot resolve {host:?} ({err}): {usage}"))?
+        .collect();
+    // Prefer IPv4, as the default does.
+    addrs.sort_by_key(|a| !a.is_ipv4());
+    addrs
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("{host:?} has no address: {usage}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_takes_a_port_a_host_or_an_address() {
+        let local = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        assert_eq!(parse_listen("8093"), Ok(local(8093)));
+        assert_eq!(parse_listen("localhost:8093"), Ok(local(8093)));
+        assert_eq!(parse_listen("LOCALHOST:0"), Ok(local(0)));
+        assert_eq!(parse_listen("127.0.0.1:8080"), Ok(local(8080)));
+        assert_eq!(
+            parse_listen("0.0.0.0:80"),
+            Ok(SocketAddr::from(([0, 0, 0, 0], 80)))
+        );
+        assert_eq!(
+            parse_listen("[::1]:9000"),
+            Ok("[::1]:9000".parse().unwrap())
+        );
+        for bad in [
+            "",
+            "localhost",
+            "localhost:http",
+            "8080:",
+            "70000",
+            "host:99999",
+        ] {
+            let err = parse_listen(bad).expect_err(bad);
+            assert!(err.contains("e.g. 8080"), "{bad}: {err}");
+        }
+        let config = Config::try_parse_from(["quire-server", "--listen", "8093"]).unwrap();
+        assert_eq!(config.listen, local(8093));
     }
 }
