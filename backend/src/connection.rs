@@ -23,7 +23,7 @@ use crate::document::{CloseReason, Command, ConnId};
 use crate::documents::Documents;
 use crate::limits::TokenBucket;
 use crate::metrics::{self, ErrorKind, Limit};
-use crate::protocol::{self, close, Incoming};
+use crate::protocol::{self, close};
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
@@ -240,40 +240,51 @@ async fn read_frames(
             Ok(Some(Ok(frame))) => frame,
         };
         match frame {
-            Message::Binary(bytes) => match protocol::decode_frame(&bytes) {
-                Ok(msgs) if msgs.is_empty() => {}
-                Ok(mut msgs) => {
-                    let m = metrics::get();
-                    m.bytes_in.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                    m.messages_in
-                        .fetch_add(msgs.len() as u64, Ordering::Relaxed);
-                    if let Some(bucket) = &mut limits.bucket {
-                        if !bucket.take(msgs.len()) {
-                            tracing::info!(rate = limits.rate, "message rate limit hit");
-                            return Some(CloseReason::new(
-                                close::RATE_LIMITED,
-                                format!(
-                                    "more than {} messages per second; slow down and reconnect",
-                                    limits.rate
-                                ),
-                            ));
-                        }
+            Message::Binary(bytes) => {
+                // A read-only connection's updates are refused undecoded: decoding costs work
+                // that nothing would come of.
+                let decoded = if limits.read_only {
+                    protocol::decode_frame_read_only(&bytes)
+                } else {
+                    protocol::decode_frame(&bytes).map(|msgs| (msgs, 0))
+                };
+                let (msgs, refused) = match decoded {
+                    Ok(decoded) => decoded,
+                    Err(err) => {
+                        tracing::info!(bytes = bytes.len(), error = %err, "frame refused");
+                        return Some(CloseReason::new(close::INVALID_PAYLOAD, err.to_string()));
                     }
-                    if limits.read_only {
-                        msgs = refuse_updates(msgs, &limits.out);
-                        if msgs.is_empty() {
-                            continue;
-                        }
-                    }
-                    if inbox.send(Command::Messages { conn, msgs }).await.is_err() {
+                };
+                let m = metrics::get();
+                m.bytes_in.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                let count = msgs.len() + refused;
+                if count == 0 {
+                    continue;
+                }
+                m.messages_in.fetch_add(count as u64, Ordering::Relaxed);
+                if let Some(bucket) = &mut limits.bucket {
+                    if !bucket.take(count) {
+                        tracing::info!(rate = limits.rate, "message rate limit hit");
                         return Some(CloseReason::new(
-                            close::INTERNAL_ERROR,
-                            "document closed; reconnect",
+                            close::RATE_LIMITED,
+                            format!(
+                                "more than {} messages per second; slow down and reconnect",
+                                limits.rate
+                            ),
                         ));
                     }
                 }
-                Err(err) => return Some(CloseReason::new(close::INVALID_PAYLOAD, err.to_string())),
-            },
+                refuse_updates(refused, &limits.out);
+                if msgs.is_empty() {
+                    continue;
+                }
+                if inbox.send(Command::Messages { conn, msgs }).await.is_err() {
+                    return Some(CloseReason::new(
+                        close::INTERNAL_ERROR,
+                        "document closed; reconnect",
+                    ));
+                }
+            }
             Message::Text(_) => {
                 return Some(CloseReason::new(
                     close::UNSUPPORTED_DATA,
@@ -316,24 +327,15 @@ fn close_message(reason: &CloseReason) -> Message {
     }))
 }
 
-/// Drops a read-only connection's updates, answering each one that carries content with the
-/// protocol's permission-denied message (an empty SyncStep2, a client with nothing new
-/// answering the server's SyncStep1, is dropped silently).
-fn refuse_updates(msgs: Vec<Incoming>, out: &mpsc::Sender<Bytes>) -> Vec<Incoming> {
-    msgs.into_iter()
-        .filter(|msg| match msg {
-            Incoming::Update { update, .. } => {
-                if !update.is_empty() {
-                    metrics::get().error(ErrorKind::Forbidden);
-                    tracing::debug!("update from a read-only connection refused");
-                    // A full queue means the client is not reading; the actor will close it.
-                    let _ = out.try_send(protocol::permission_denied(
-                        "read-only access: this connection's token does not allow changes",
-                    ));
-                }
-                false
-            }
-            _ => true,
-        })
-        .collect()
+/// Answers each of a read-only connection's `refused` updates with the protocol's
+/// permission-denied message.
+fn refuse_updates(refused: usize, out: &mpsc::Sender<Bytes>) {
+    for _ in 0..refused {
+        metrics::get().error(ErrorKind::Forbidden);
+        tracing::debug!("update from a read-only connection refused");
+        // A full queue means the client is not reading; the actor will close it.
+        let _ = out.try_send(protocol::permission_denied(
+            "read-only access: this connection's token does not allow changes",
+        ));
+    }
 }

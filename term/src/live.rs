@@ -44,10 +44,9 @@ use yrs::sync::time::{Clock, SystemClock};
 use yrs::sync::{Awareness, Message, SyncMessage};
 use yrs::types::Delta;
 use yrs::undo::Options as UndoOptions;
-use yrs::updates::decoder::Decode;
 use yrs::{
     Any, Assoc, ClientID, Doc, GetString, IndexScope, IndexedSequence, Observable, Origin, Out,
-    ReadTxn, StickyIndex, Text, TextRef, Transact, UndoManager, Update, ID,
+    ReadTxn, StickyIndex, Text, TextRef, Transact, UndoManager, ID,
 };
 
 use crate::net::{Net, NetEvent};
@@ -391,7 +390,7 @@ impl Session {
     }
 
     fn apply_remote(&mut self, bytes: &[u8]) -> Result<(), String> {
-        let update = Update::decode_v1(bytes).map_err(|e| e.to_string())?;
+        let update = quire_wire::decode_update(bytes).map_err(|e| e.to_string())?;
         let mut txn = self.doc.transact_mut_with(REMOTE);
         self.holdback
             .apply(&mut txn, bytes, update)

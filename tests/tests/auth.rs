@@ -156,6 +156,14 @@ async fn read_only_tokens_change_nothing(kind: StoreKind) {
         (raw.permission_denied().len() >= 3).then_some(())
     })
     .await;
+    // An update claiming 2^28 clients: refused as any update is, without being decoded.
+    raw.send_binary(vec![0, 2, 5, 0x80, 0x80, 0x80, 0x80, 0x01]);
+    raw.sync_barrier(WAIT).await;
+    poll_until("the bomb is denied, not decoded", WAIT, || async {
+        (raw.permission_denied().len() >= 4).then_some(())
+    })
+    .await;
+    assert!(raw.closed().is_none(), "a refused update does not close");
     assert_eq!(text_of(&server, &id).await, "hello 🦀 world!");
 
     // REST: GETs work, every change is 403.

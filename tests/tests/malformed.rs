@@ -25,6 +25,19 @@ fn foreign_update(text: &str) -> Vec<u8> {
     update
 }
 
+/// An update of one item whose content is a value nested `depth` arrays deep.
+fn nested_arrays(depth: usize) -> Vec<u8> {
+    // One client, one block, client 1 at clock 0, Any content (8) in root "content", one value.
+    let mut update = vec![1, 1, 1, 0, 8, 1, 7];
+    update.extend_from_slice(TEXT_NAME.as_bytes());
+    update.push(1);
+    for _ in 0..depth {
+        update.extend_from_slice(&[117, 1]);
+    }
+    update.extend_from_slice(&[126, 0]);
+    update
+}
+
 async fn malformed_input_is_refused(kind: StoreKind) {
     let max = MAX_MESSAGE.to_string();
     let server = TestServer::start(kind, &["--max-message-bytes", &max]).await;
@@ -75,6 +88,28 @@ async fn malformed_input_is_refused(kind: StoreKind) {
         (
             "huge declared length (fits in u32)",
             Message::Binary(vec![0, 2, 0xff, 0xff, 0xff, 0xff, 0x07, 1, 2, 3].into()),
+            close::INVALID_PAYLOAD,
+        ),
+        // Counts claiming far more than the bytes that follow: decoding them used to reserve
+        // memory for the claim (~512 MB for the first one) before failing.
+        (
+            "update claiming 2^28 clients (8 bytes)",
+            Message::Binary(vec![0, 2, 5, 0x80, 0x80, 0x80, 0x80, 0x01].into()),
+            close::INVALID_PAYLOAD,
+        ),
+        (
+            "SyncStep1 claiming 2^28 clocks",
+            Message::Binary(vec![0, 0, 5, 0x80, 0x80, 0x80, 0x80, 0x01].into()),
+            close::INVALID_PAYLOAD,
+        ),
+        (
+            "awareness claiming 2^28 states",
+            Message::Binary(vec![1, 5, 0x80, 0x80, 0x80, 0x80, 0x01].into()),
+            close::INVALID_PAYLOAD,
+        ),
+        (
+            "a value nested 1,000 arrays deep",
+            Message::Binary(update_frame(&nested_arrays(1000)).into()),
             close::INVALID_PAYLOAD,
         ),
         (

@@ -8,13 +8,15 @@
 //! they are decoded ([`decode_frame`], [`decode_messages`]): yrs alone would accept the messages
 //! before a cut one and silently drop the rest.
 
+mod bounded;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use bytes::Bytes;
 use quire_holdback::Holdback;
 use yrs::encoding::read::Cursor;
 use yrs::sync::{Message, MessageReader, SyncMessage};
-use yrs::updates::decoder::{Decode, DecoderV1};
+use yrs::updates::decoder::DecoderV1;
 use yrs::updates::encoder::Encode;
 use yrs::{ClientID, Doc, OffsetKind, Options, ReadTxn, StateVector, Transact, Update};
 
@@ -117,28 +119,53 @@ pub enum DecodeError {
     Panic,
 }
 
+pub use bounded::{decode_update, MAX_ANY_DEPTH};
+
 /// Decodes every message of one binary frame from a client, as the server takes them. All or
 /// nothing: one bad message (or an empty frame) refuses the frame, so a half-valid frame never
-/// changes a document. Auth and custom messages are ignored.
+/// changes a document. Auth and custom messages are ignored. What decoding costs is bounded by
+/// the frame's size ([`decode_update`]).
 pub fn decode_frame(frame: &[u8]) -> Result<Vec<Incoming>, DecodeError> {
     // yrs decodes untrusted bytes; a panic there must cost this frame, not the process.
-    catch_unwind(AssertUnwindSafe(|| decode_frame_inner(frame))).unwrap_or(Err(DecodeError::Panic))
+    catch_unwind(AssertUnwindSafe(|| {
+        decode_frame_inner(frame, true).map(|(msgs, _)| msgs)
+    }))
+    .unwrap_or(Err(DecodeError::Panic))
 }
 
-fn decode_frame_inner(frame: &[u8]) -> Result<Vec<Incoming>, DecodeError> {
+/// [`decode_frame`] for a connection that may not change the document: updates are dropped
+/// without being decoded, and counted when they carry anything (anything but the empty update
+/// `[0, 0]`, which a client with nothing new sends in answer to SyncStep1).
+pub fn decode_frame_read_only(frame: &[u8]) -> Result<(Vec<Incoming>, usize), DecodeError> {
+    catch_unwind(AssertUnwindSafe(|| decode_frame_inner(frame, false)))
+        .unwrap_or(Err(DecodeError::Panic))
+}
+
+/// The empty update in the v1 encoding: no clients, an empty delete set.
+const EMPTY_UPDATE_V1: [u8; 2] = [0, 0];
+
+fn decode_frame_inner(
+    frame: &[u8],
+    decode_updates: bool,
+) -> Result<(Vec<Incoming>, usize), DecodeError> {
     if frame.is_empty() {
         return Err(DecodeError::Malformed("empty frame".into()));
     }
     check_framing(frame)?;
     let mut decoder = DecoderV1::new(Cursor::new(frame));
     let mut out = Vec::new();
+    let mut refused = 0;
     for msg in MessageReader::new(&mut decoder) {
         let msg = msg.map_err(|e| DecodeError::Malformed(e.to_string()))?;
         match msg {
             Message::Sync(SyncMessage::SyncStep1(sv)) => out.push(Incoming::SyncStep1(sv)),
             Message::Sync(SyncMessage::SyncStep2(bytes) | SyncMessage::Update(bytes)) => {
-                let update = Update::decode_v1(&bytes)
-                    .map_err(|e| DecodeError::InvalidUpdate(e.to_string()))?;
+                if !decode_updates {
+                    refused += usize::from(bytes[..] != EMPTY_UPDATE_V1);
+                    continue;
+                }
+                let update =
+                    decode_update(&bytes).map_err(|e| DecodeError::InvalidUpdate(e.to_string()))?;
                 out.push(Incoming::Update { bytes, update });
             }
             Message::Awareness(update) => out.push(Incoming::Awareness(update)),
@@ -146,7 +173,7 @@ fn decode_frame_inner(frame: &[u8]) -> Result<Vec<Incoming>, DecodeError> {
             Message::Auth(_) | Message::Custom(..) => {}
         }
     }
-    Ok(out)
+    Ok((out, refused))
 }
 
 /// Decodes every message of one binary frame as a client takes them from the server: all of
@@ -166,7 +193,10 @@ pub fn decode_messages(frame: &[u8]) -> Result<Vec<Message>, DecodeError> {
 
 /// Walks the message boundaries of a frame as y-protocols lays them out, so that a frame whose
 /// last message is cut short is refused whole: yrs' `MessageReader` stops silently at a
-/// truncated message, which would accept the messages before it and drop the rest.
+/// truncated message, which would accept the messages before it and drop the rest. It also
+/// checks the counts that `MessageReader` decodes eagerly (a SyncStep1's state vector, an
+/// awareness update) against the bytes that follow them: yrs reserves room for a claimed count
+/// before reading it.
 fn check_framing(frame: &[u8]) -> Result<(), DecodeError> {
     use yrs::encoding::read::Read;
     let malformed = |e: yrs::encoding::read::Error| {
@@ -178,8 +208,19 @@ fn check_framing(frame: &[u8]) -> Result<(), DecodeError> {
         match tag {
             // Sync: sub-tag and payload (an unknown sub-tag is refused by the decoder).
             0 => {
-                let _: u8 = cursor.read_var().map_err(malformed)?;
-                cursor.read_buf().map_err(malformed)?;
+                let sub: u8 = cursor.read_var().map_err(malformed)?;
+                let payload = cursor.read_buf().map_err(malformed)?;
+                if sub == 0 {
+                    // Pairs of varints: client and clock.
+                    bounded::check_counts(payload, 2)
+                        .map_err(|e| DecodeError::Malformed(format!("state vector {e}")))?;
+                }
+            }
+            // Awareness: entries of a client, a clock and a JSON string.
+            1 => {
+                let payload = cursor.read_buf().map_err(malformed)?;
+                bounded::check_counts(payload, 3)
+                    .map_err(|e| DecodeError::Malformed(format!("awareness update {e}")))?;
             }
             // Auth: a reason string follows "permission denied" (0).
             2 => {
@@ -189,7 +230,7 @@ fn check_framing(frame: &[u8]) -> Result<(), DecodeError> {
             }
             // Awareness query: no payload.
             3 => {}
-            // Awareness (1) and custom messages: one payload.
+            // Custom messages: one payload.
             _ => {
                 cursor.read_buf().map_err(malformed)?;
             }
@@ -249,6 +290,7 @@ pub fn sync_reply(doc: &Doc, holdback: &Holdback, sv: &StateVector) -> Vec<Bytes
 #[cfg(test)]
 mod tests {
     use super::*;
+    use yrs::updates::decoder::Decode;
     use yrs::{GetString, Text};
 
     #[test]

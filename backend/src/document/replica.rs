@@ -758,7 +758,7 @@ impl Replica {
 
     /// Applies a Yjs update (v1) as if a client had sent it, relayed to every connection.
     pub fn apply_update(&mut self, update: Vec<u8>, origin: &str) -> Result<Applied, DocError> {
-        let decoded = catch_unwind(|| Update::decode_v1(&update))
+        let decoded = catch_unwind(|| crate::protocol::decode_update(&update))
             .map_err(|_| "the decoder panicked on it".to_string())
             .and_then(|r| r.map_err(|e| e.to_string()))
             .map_err(DocError::InvalidUpdate)?;
