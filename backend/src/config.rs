@@ -76,14 +76,26 @@ pub struct Config {
     #[arg(long, env = "QUIRE_AUTH_SECRET_FILE", conflicts_with = "auth_secret")]
     pub auth_secret_file: Option<std::path::PathBuf>,
 
-    /// Origin allowed to call the REST API from a browser page on another origin (CORS);
-    /// repeat for several (the variable takes a comma-separated list). None: same-origin only.
+    /// Origin of a browser page on another origin allowed to call the REST API (CORS), change
+    /// documents and open WebSockets; repeat for several (the variable takes a comma-separated
+    /// list), `*` for any. None: same-origin only (requests without `Origin` always pass).
     #[arg(
         long = "cors-origin",
         env = "QUIRE_CORS_ORIGINS",
         value_delimiter = ','
     )]
     pub cors_origins: Vec<String>,
+
+    /// Host name this server answers to besides `localhost`, `127.0.0.1` and `[::1]` (which a
+    /// loopback listener answers to); repeat for several (the variable takes a comma-separated
+    /// list). A request for another name is refused with 421, which stops DNS rebinding. A
+    /// server listening on a non-loopback address answers any name unless this is set.
+    #[arg(
+        long = "allowed-host",
+        env = "QUIRE_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
 
     /// WebSocket connections open at once from one IP address (0: no limit); one more is
     /// refused with 429 before the upgrade.

@@ -33,6 +33,8 @@
 //!   smoke-tested by `cargo test`.
 //! - [`auth`]: signed access tokens (document, role, expiry) and the REST API's gate.
 //! - [`limits`]: connections per IP, messages per second per connection.
+//! - [`origin`]: same origin by default: the `Origin` of upgrades and changes, the `Host` of
+//!   every request (DNS rebinding).
 //! - [`metrics`]: the counters and histograms behind `/metrics`.
 //! - [`web`]: the browser editor (`web/dist`, embedded in the binary) at `/`.
 //!
@@ -55,6 +57,7 @@ pub use quire_holdback as holdback;
 pub mod limits;
 pub mod metrics;
 pub mod mirror;
+pub mod origin;
 pub mod problem;
 pub mod protocol;
 pub mod server;

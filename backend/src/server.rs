@@ -131,6 +131,14 @@ impl Server {
             // The browser editor (web/dist, embedded): `/`, `/d/{doc}`, `/assets/*`.
             .merge(crate::web::router())
             .with_state(state)
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::new(crate::origin::OriginPolicy::new(
+                    self.ctx.config.listen,
+                    &self.ctx.config.cors_origins,
+                    &self.ctx.config.allowed_hosts,
+                )),
+                crate::origin::guard,
+            ))
             // Tokens in `?token=` never reach a log line, at any level.
             .layer(
                 TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| {

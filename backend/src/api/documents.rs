@@ -3,13 +3,13 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header::LOCATION;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{in_range, DocId};
+use super::extract::{in_range, require_content_type, DocId};
 use super::{doc_problem, new_id, not_found, rfc3339, store_problem, ApiState};
 use crate::document::ApiRequest;
 use crate::edit::Edit;
@@ -104,12 +104,14 @@ pub struct ListParams {
         (status = 201, description = "Created", body = DocumentInfo,
             headers(("Location" = String, description = "The document's URL"))),
         (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "A body that is not application/json", body = Problem, content_type = "application/problem+json"),
         BodyTooLarge,
         DatabaseUnavailable,
     )
 )]
 pub(super) async fn create_document(
     State(s): State<ApiState>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
     let invalid = |detail: String| {
@@ -125,6 +127,9 @@ pub(super) async fn create_document(
     let req: CreateDocument = if body.is_empty() {
         CreateDocument::default()
     } else {
+        // A JSON body only as JSON: a page on another origin may send `text/plain` without
+        // asking first (a CORS "simple" request).
+        require_content_type(&headers, "application/json", "application/json")?;
         match serde_json::from_slice::<serde_json::Value>(&body)
             .map_err(|e| invalid(e.to_string()))?
         {

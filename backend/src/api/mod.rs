@@ -110,8 +110,10 @@ pub fn router<S: Clone + Send + Sync + 'static>(
 
 /// CORS for the listed origins (`--cors-origin`); none: no CORS headers, same-origin only.
 fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
-    use axum::http::{header, Method};
-    use tower_http::cors::{AllowOrigin, CorsLayer};
+    use tower_http::cors::AllowOrigin;
+    if origins.iter().any(|o| o.trim() == "*") {
+        return Some(cors_with(AllowOrigin::any()));
+    }
     let origins: Vec<HeaderValue> = origins
         .iter()
         .filter_map(|o| match HeaderValue::from_str(o.trim().trim_end_matches('/')) {
@@ -125,24 +127,27 @@ fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     if origins.is_empty() {
         return None;
     }
-    Some(
-        CorsLayer::new()
-            .allow_origin(AllowOrigin::list(origins))
-            .allow_methods([
-                Method::GET,
-                Method::POST,
-                Method::PUT,
-                Method::PATCH,
-                Method::DELETE,
-            ])
-            .allow_headers([
-                header::AUTHORIZATION,
-                header::CONTENT_TYPE,
-                header::IF_MATCH,
-            ])
-            .expose_headers([header::ETAG, header::LOCATION])
-            .max_age(std::time::Duration::from_secs(600)),
-    )
+    Some(cors_with(AllowOrigin::list(origins)))
+}
+
+fn cors_with(origins: tower_http::cors::AllowOrigin) -> tower_http::cors::CorsLayer {
+    use axum::http::{header, Method};
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+        ])
+        .expose_headers([header::ETAG, header::LOCATION])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 /// The OpenAPI 3.1 document as JSON.
