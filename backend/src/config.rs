@@ -97,6 +97,17 @@ pub struct Config {
     )]
     pub allowed_hosts: Vec<String>,
 
+    /// Sockets open at once, HTTP and WebSocket (0: the descriptor limit, raised to the
+    /// system's hard limit at start, less 256). When all are taken the server stops accepting
+    /// until one closes.
+    #[arg(long, env = "QUIRE_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+
+    /// Seconds a connection has to send a whole request head (and an idle keep-alive connection
+    /// to send its next one) before it is closed.
+    #[arg(long, env = "QUIRE_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+
     /// WebSocket connections open at once from one IP address (0: no limit); one more is
     /// refused with 429 before the upgrade.
     #[arg(long, env = "QUIRE_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]

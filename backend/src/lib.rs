@@ -32,6 +32,8 @@
 //! - [`fuzzing`]: the bodies of the fuzz targets (`fuzz/`), driving a [`document::Replica`]; also
 //!   smoke-tested by `cargo test`.
 //! - [`auth`]: signed access tokens (document, role, expiry) and the REST API's gate.
+//! - [`listener`]: accepting sockets: the connection cap, the request-head timeout,
+//!   TCP_NODELAY, the descriptor limit.
 //! - [`limits`]: connections per IP, messages per second per connection.
 //! - [`origin`]: same origin by default: the `Origin` of upgrades and changes, the `Host` of
 //!   every request (DNS rebinding).
@@ -55,6 +57,7 @@ pub mod edit;
 pub mod fuzzing;
 pub use quire_holdback as holdback;
 pub mod limits;
+pub mod listener;
 pub mod metrics;
 pub mod mirror;
 pub mod origin;

@@ -54,15 +54,24 @@ pub enum Limit {
     MessageRate,
     Documents,
     DocumentSize,
+    /// Every slot of `--max-connections` taken: accepting paused.
+    Connections,
+    /// A socket closed for sending no whole request head within `--header-timeout-secs`.
+    HeaderTimeout,
+    /// A connection closed because its updates cost far more work than their size explains.
+    UpdateWork,
 }
 
-const LIMITS: [(Limit, &str); 6] = [
+const LIMITS: [(Limit, &str); 9] = [
     (Limit::MessageSize, "message_size"),
     (Limit::BodySize, "body_size"),
     (Limit::ConnectionsPerIp, "connections_per_ip"),
     (Limit::MessageRate, "message_rate"),
     (Limit::Documents, "documents"),
     (Limit::DocumentSize, "document_size"),
+    (Limit::Connections, "connections"),
+    (Limit::HeaderTimeout, "header_timeout"),
+    (Limit::UpdateWork, "update_work"),
 ];
 
 /// Upper bounds of the latency histograms' buckets, in seconds.

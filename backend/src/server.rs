@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::connection;
 pub use crate::context::{Context, Health};
 use crate::documents::Documents;
+use crate::listener::ConnectionSlot;
 use crate::metrics::{self, Limit};
 use crate::problem::Problem;
 use crate::protocol::validate_doc_id;
@@ -183,13 +184,24 @@ impl Server {
             tracing::info!("shutting down: flushing documents");
             token.cancel();
         });
-        axum::serve(
+        let max_connections = match ctx.config.max_connections {
+            0 => {
+                crate::listener::default_max_connections(crate::listener::raise_descriptor_limit())
+            }
+            max => {
+                crate::listener::raise_descriptor_limit();
+                max
+            }
+        };
+        tracing::info!(max_connections, "accepting connections");
+        crate::listener::serve(
             listener,
-            self.router()
-                .into_make_service_with_connect_info::<SocketAddr>(),
+            self.router(),
+            max_connections,
+            Duration::from_secs(ctx.config.header_timeout_secs.max(1)),
+            ctx.shutdown.clone(),
         )
-        .with_graceful_shutdown(ctx.shutdown.clone().cancelled_owned())
-        .await?;
+        .await;
         shut_down(&ctx).await;
         Ok(())
     }
@@ -227,6 +239,7 @@ async fn websocket(
     Path(doc): Path<String>,
     RawQuery(query): RawQuery,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    connection_slot: Option<Extension<ConnectionSlot>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if let Err(msg) = validate_doc_id(&doc) {
@@ -285,6 +298,8 @@ async fn websocket(
         Err(rejection) => return rejection.into_response(),
     };
     let limit = state.ctx.config.max_message_bytes;
+    // The socket's place under --max-connections goes with it into the WebSocket's life.
+    let connection_slot = connection_slot.and_then(|Extension(slot)| slot.take());
     upgrade
         .max_message_size(limit)
         .max_frame_size(limit)
@@ -296,7 +311,7 @@ async fn websocket(
             // Tracked like the actors, so shutdown waits for this connection's close frame.
             let connections = state.ctx.connections.clone();
             connections.track_future(async move {
-                let _slot = slot;
+                let _slots = (slot, connection_slot);
                 connection::serve(socket, doc.into(), access, state.documents, state.ctx).await
             })
         })

@@ -287,3 +287,150 @@ async fn document_size_limit(kind: StoreKind) {
     assert!(limit_hits(&server, "document_size").await >= 3.0);
     still_serving(&server, "unsized", &"big is fine here ".repeat(100)).await;
 }
+
+/// Sockets that never send a request are closed after `--header-timeout-secs`, and at most
+/// `--max-connections` sockets (WebSockets included) are open at once: past that the server
+/// waits for one to close instead of running out of descriptors. Open WebSockets are not
+/// touched by the request-head timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sockets_are_closed_and_sockets_are_capped() {
+    use tokio::io::AsyncReadExt;
+    let server = TestServer::start(
+        StoreKind::Sqlite,
+        &["--max-connections", "4", "--header-timeout-secs", "1"],
+    )
+    .await;
+    let url = server.ws_url("capped");
+    let a = Client::connect(&url).await;
+    let b = Client::connect(&url).await;
+    // Two WebSockets hold two slots; two silent sockets take the rest.
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        silent.push(tokio::net::TcpStream::connect(server.addr()).await.unwrap());
+    }
+    // Every silent socket is closed by the server (EOF or reset), none by this test.
+    for (i, socket) in silent.iter_mut().enumerate() {
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(WAIT, socket.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {}
+            Ok(Ok(n)) => panic!("silent socket {i} was sent {n} bytes"),
+            Err(_) => panic!("silent socket {i} still open after {WAIT:?}"),
+        }
+    }
+    // Served once the silent sockets are gone; both limits were counted.
+    let metrics = server.get("/metrics").await.body;
+    assert!(
+        metric(&metrics, "quire_limit_hits_total{limit=\"header_timeout\"}") >= 2.0,
+        "{metrics}"
+    );
+    assert!(
+        metric(&metrics, "quire_limit_hits_total{limit=\"connections\"}") >= 1.0,
+        "{metrics}"
+    );
+    // The WebSockets outlived the timeout and still relay.
+    a.push("still here");
+    b.wait_until("relayed after the timeouts", WAIT, |t| t == "still here")
+        .await;
+    assert!(a.closed().is_none() && b.closed().is_none());
+    a.close().await;
+    b.close().await;
+    still_serving(&server, "capped-2", "after").await;
+}
+
+/// `n` one-character inserts at the start of the text, each from its own client id
+/// (`first_client`, `first_client + 1`, …): all concurrent, all siblings at one position.
+fn piled_inserts(n: u64, first_client: u64) -> Vec<u8> {
+    fn varint(mut v: u64, out: &mut Vec<u8>) {
+        while v >= 0x80 {
+            out.push((v as u8 & 0x7f) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    let mut update = Vec::new();
+    varint(n, &mut update);
+    for client in first_client..first_client + n {
+        // One block of client `client` at clock 0: a string item (4) with no origins, in the
+        // root text, holding "x".
+        update.push(1);
+        varint(client, &mut update);
+        update.extend_from_slice(&[0, 4, 1, TEXT_NAME.len() as u8]);
+        update.extend_from_slice(TEXT_NAME.as_bytes());
+        update.extend_from_slice(&[1, b'x']);
+    }
+    update.push(0);
+    update
+}
+
+/// Concurrent inserts piled at one position cost each batch more than the last (YATA compares
+/// every new one with its siblings). The connection sending them is closed (1008) once their
+/// work far exceeds what their size explains; what it sent is kept, and the document and its
+/// other clients go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn piled_up_concurrent_inserts_close_the_sender_not_the_document() {
+    const BATCH: u64 = 2000;
+    let server = TestServer::start(StoreKind::Sqlite, &[]).await;
+    let url = server.ws_url("piled");
+    let watcher = Client::connect(&url).await;
+    let raw = RawConn::connect(&url).await.unwrap();
+    let mut sent = 0;
+    let info = loop {
+        assert!(
+            sent < 30,
+            "{sent} batches accepted; the sender was never closed"
+        );
+        let before = raw.frames_received();
+        raw.send_binary(update_frame(&piled_inserts(
+            BATCH,
+            1_000_000 + sent * BATCH,
+        )));
+        sent += 1;
+        raw.send_binary(quire_tests::client::sync_step1_frame(
+            &StateVector::default(),
+        ));
+        let closed = poll_until(
+            "the batch answered or the sender closed",
+            Duration::from_secs(120),
+            || async {
+                match raw.closed() {
+                    Some(info) => Some(Some(info)),
+                    None => (raw.frames_received() > before).then_some(None),
+                }
+            },
+        )
+        .await;
+        if let Some(info) = closed {
+            break info;
+        }
+    };
+    eprintln!("closed after {sent} batches of {BATCH}: {}", info.reason);
+    assert_eq!(info.code, Some(close::POLICY_VIOLATION), "{info:?}");
+    assert!(info.reason.contains("one position"), "{info:?}");
+    assert!(
+        sent >= 2,
+        "closed after the first batch, which costs little"
+    );
+    let metrics = server.get("/metrics").await.body;
+    assert_eq!(
+        metric(&metrics, "quire_limit_hits_total{limit=\"update_work\"}"),
+        1.0
+    );
+    // Everything it sent before the close is there, for a new client and over REST.
+    let fresh = Client::connect(&url).await;
+    let text = fresh.text();
+    assert!(text.chars().all(|c| c == 'x'), "{text:?}");
+    assert!(
+        (text.len() as u64).is_multiple_of(BATCH) && text.len() as u64 >= 2 * BATCH,
+        "{} chars",
+        text.len()
+    );
+    assert_eq!(server.get("/api/documents/piled/text").await.body, text);
+    // The honest watcher was not closed, and its edits still go through.
+    assert!(watcher.closed().is_none());
+    watcher.insert(0, "!");
+    fresh
+        .wait_until("the watcher's edit arrives", WAIT, |t| {
+            t.starts_with('!') || t.contains('!')
+        })
+        .await;
+}

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use quire_tests::http::{metric, request, Response};
-use quire_tests::{Client, StoreKind, TestServer};
+use quire_tests::{poll_until, Client, StoreKind, TestServer};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{self};
@@ -52,7 +52,11 @@ async fn other_pages_cannot_use_the_open_default() {
     let own = server.url();
     let writer = Client::connect(&server.ws_url("shared")).await;
     writer.push("private notes");
-    writer.flush().await;
+    poll_until("the server has the writer's text", WAIT, || async {
+        let text = server.get("/api/documents/shared/text").await;
+        (text.body == "private notes").then_some(())
+    })
+    .await;
 
     // WebSocket: another page's upgrade is refused; the server's own page and tools are not.
     assert_eq!(upgrade_status(&server, "shared", EVIL).await, 403);
@@ -86,7 +90,11 @@ async fn other_pages_cannot_use_the_open_default() {
     )
     .await;
     assert_eq!(delete.status, 403, "{delete:?}");
-    assert_eq!(writer.text(), "private notes");
+    let text = server.get("/api/documents/shared/text").await;
+    assert_eq!(
+        (writer.text().as_str(), text.body.as_str()),
+        ("private notes", "private notes")
+    );
 
     // A CORS "simple" request: a text/plain body is not taken as JSON, whatever its origin.
     let simple = call(

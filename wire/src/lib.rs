@@ -36,6 +36,9 @@ pub mod close {
     pub const UNSUPPORTED_DATA: u16 = 1003;
     /// A frame that does not decode, or an update the CRDT rejects.
     pub const INVALID_PAYLOAD: u16 = 1007;
+    /// The connection's updates cost the document far more work than their size explains
+    /// (see the server's `limits::WorkDebt`).
+    pub const POLICY_VIOLATION: u16 = 1008;
     /// A message over the configured size limit.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// Something failed on the server's side.

@@ -22,6 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use editor_core::search::Searcher;
@@ -32,6 +33,7 @@ use yrs::{ClientID, Doc, Options, ReadTxn, StateVector, Transact, Update};
 
 use super::command::{Applied, CloseReason, ConnId, DocError, SearchHit, SearchResult, TextAt};
 use crate::edit::{self, Edit};
+use crate::limits::WorkDebt;
 use crate::metrics::{self, Limit};
 use crate::mirror::{doc_text, text_of, Mirror, TEXT_NAME};
 use crate::protocol::{self, close, Incoming};
@@ -67,6 +69,8 @@ struct Peer {
     /// replica integrated before it joined would reach it ahead of the sync, out of order, and
     /// a plain yrs client would echo them back as one composite update.
     joined_at: usize,
+    /// Time its updates cost beyond their size's allowance (`limits::WorkDebt`).
+    work: WorkDebt,
 }
 
 /// The frames a round produced, with who was connected when they were taken.
@@ -227,6 +231,7 @@ impl Replica {
             Peer {
                 clients: HashSet::new(),
                 joined_at: self.outbox.len(),
+                work: WorkDebt::new(Instant::now()),
             },
         );
         self.outbox
@@ -273,7 +278,12 @@ impl Replica {
                     self.outbox.push((Target::One(conn), frame));
                 }
             }
-            Incoming::Update { bytes, update } => self.receive_update(conn, bytes, update),
+            Incoming::Update { bytes, update } => {
+                let started = Instant::now();
+                let len = bytes.len();
+                self.receive_update(conn, bytes, update);
+                self.charge_work(conn, started.elapsed(), len);
+            }
             Incoming::Awareness(update) => self.receive_awareness(conn, update),
             Incoming::AwarenessQuery => {
                 if let Ok(update) = self.awareness.update() {
@@ -282,6 +292,30 @@ impl Replica {
                 }
             }
         }
+    }
+
+    /// Closes a connection whose updates cost the document far more than their size explains
+    /// (concurrent inserts piled at one position). What it sent is kept.
+    fn charge_work(&mut self, conn: ConnId, spent: Duration, bytes: usize) {
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        if !peer.work.charge(spent, bytes, Instant::now()) {
+            return;
+        }
+        let debt = peer.work.debt();
+        metrics::get().limit_hit(Limit::UpdateWork);
+        tracing::warn!(doc = %self.id, conn, ?debt, last_ms = spent.as_millis() as u64, bytes, "updates cost too much work to integrate");
+        self.kick(
+            conn,
+            CloseReason::new(
+                close::POLICY_VIOLATION,
+                format!(
+                    "your updates cost {} ms of work beyond their size (concurrent inserts piled at one position); reconnect later",
+                    debt.as_millis()
+                ),
+            ),
+        );
     }
 
     fn receive_update(&mut self, conn: ConnId, bytes: Vec<u8>, update: Update) {
