@@ -29,6 +29,14 @@ pub const MAX_ANY_DEPTH: usize = 64;
 /// Content references of an item whose content starts with an element count: JSON (2) and
 /// Any (8), as yrs' `ItemContent::decode` numbers them (`info & 0b1111`).
 const COUNTED_CONTENT: [u8; 2] = [2, 8];
+/// Legacy JSON content.
+const JSON_CONTENT: u8 = 2;
+/// The last content type Yjs decodes (`contentRefs`: 1 deleted … 9 subdocument).
+const MAX_YJS_CONTENT: u8 = 9;
+/// The last shared type Yjs decodes (`typeRefs`: 0 array … 6 XML text).
+const MAX_YJS_TYPE_REF: u8 = 6;
+/// Yjs' XML hook, which the two libraries encode differently.
+const XML_HOOK_TYPE_REF: u8 = 5;
 /// Block infos without content: GC (0) and Skip (10).
 const GC_INFO: u8 = 0;
 const SKIP_INFO: u8 = 10;
@@ -59,7 +67,13 @@ fn too_many(what: &str, count: u64, left: usize) -> Error {
     ))
 }
 
+/// Largest integer lib0 (Yjs' encoding) decodes: JavaScript's `Number.MAX_SAFE_INTEGER`.
+const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
 /// yrs' v1 decoder with bounds: see the module documentation.
+///
+/// It also follows each block's clock, so that an item naming an origin of its own client at
+/// its own clock or later is refused: yrs takes one, and Yjs fails on it at every sync.
 pub struct BoundedV1<'a> {
     cursor: Cursor<'a>,
     /// `read_var` calls so far: the first one of an update is its client count.
@@ -68,6 +82,24 @@ pub struct BoundedV1<'a> {
     last_var: u64,
     /// The current item's content opens with a count (the next `read_len`).
     counted_content: bool,
+    /// The client of the blocks being read, and the clock of the current block.
+    client: u64,
+    clock: u64,
+    /// The next `read_var` is the first block's clock (it follows `read_client`).
+    clock_next: bool,
+    /// The current block's length, once known (added to `clock` at the next block).
+    len: u64,
+    /// What gives the current block's length: the next `read_len` or `read_var` (GC, Skip,
+    /// deleted, JSON and Any content), the last string (string content), or nothing (1).
+    len_from: LenFrom,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum LenFrom {
+    Count,
+    Var,
+    String,
+    One,
 }
 
 impl<'a> BoundedV1<'a> {
@@ -77,7 +109,35 @@ impl<'a> BoundedV1<'a> {
             var_reads: 0,
             last_var: 0,
             counted_content: false,
+            client: 0,
+            clock: 0,
+            clock_next: false,
+            len: 0,
+            len_from: LenFrom::One,
         }
+    }
+
+    /// An unsigned varint read straight from the cursor, at most what Yjs can decode.
+    fn uvar(&mut self) -> Result<u64, Error> {
+        let value: u64 = self.cursor.read_var()?;
+        if value > MAX_SAFE_INTEGER {
+            return Err(Error::Custom(format!(
+                "{value} is larger than Yjs clients can decode (2^53 - 1)"
+            )));
+        }
+        Ok(value)
+    }
+
+    /// An origin of the current item: not its own client's at its own clock or later.
+    fn read_origin(&mut self) -> Result<ID, Error> {
+        let id = self.read_id()?;
+        if id.client.get() == self.client && u64::from(id.clock) >= self.clock {
+            return Err(Error::Custom(format!(
+                "an item at clock {} of client {} names its own future ({}) as origin",
+                self.clock, self.client, id.clock
+            )));
+        }
+        Ok(id)
     }
 
     fn left(&self) -> usize {
@@ -85,7 +145,7 @@ impl<'a> BoundedV1<'a> {
     }
 
     fn read_id(&mut self) -> Result<ID, Error> {
-        let client: u64 = self.cursor.read_var()?;
+        let client = self.uvar()?;
         let clock: u32 = self.cursor.read_var()?;
         Ok(ID::new(ClientID::new(client), clock))
     }
@@ -162,11 +222,34 @@ impl Read for BoundedV1<'_> {
         self.cursor.read_u8()
     }
 
+    fn read_string(&mut self) -> Result<&str, Error> {
+        let s = self.cursor.read_string()?;
+        if self.len_from == LenFrom::String {
+            // String content is an item's last read: the last string read is its content.
+            self.len = s.encode_utf16().count() as u64;
+        }
+        Ok(s)
+    }
+
     fn read_var<T: VarInt>(&mut self) -> Result<T, Error> {
         let start = self.cursor.next;
         let value = T::read(&mut self.cursor)?;
         self.last_var = unsigned_value(&self.cursor.buf[start..self.cursor.next]);
         self.var_reads += 1;
+        // yrs reads only unsigned values through here (counts, clocks, lengths, clients).
+        if self.last_var > MAX_SAFE_INTEGER {
+            return Err(Error::Custom(format!(
+                "{} is larger than Yjs clients can decode (2^53 - 1)",
+                self.last_var
+            )));
+        }
+        if std::mem::take(&mut self.clock_next) {
+            self.clock = self.last_var;
+            self.len = 0;
+        } else if self.len_from == LenFrom::Var {
+            self.len = self.last_var;
+            self.len_from = LenFrom::One;
+        }
         // An update opens with its client count; each client takes at least three bytes.
         if self.var_reads == 1 && self.last_var > (self.left() / 3) as u64 {
             return Err(too_many("clients", self.last_var, self.left()));
@@ -183,15 +266,20 @@ impl Decoder for BoundedV1<'_> {
     }
 
     fn read_ds_len(&mut self) -> Result<u32, Error> {
-        self.cursor.read_var()
+        let len: u32 = self.cursor.read_var()?;
+        // Yjs fails on an empty deleted range; no encoder writes one.
+        if len == 0 {
+            return Err(Error::Custom("an empty range in the delete set".into()));
+        }
+        Ok(len)
     }
 
     fn read_left_id(&mut self) -> Result<ID, Error> {
-        self.read_id()
+        self.read_origin()
     }
 
     fn read_right_id(&mut self) -> Result<ID, Error> {
-        self.read_id()
+        self.read_origin()
     }
 
     /// Only `Update::decode` reads a client this way, right after the client's block count.
@@ -199,14 +287,44 @@ impl Decoder for BoundedV1<'_> {
         if self.last_var > self.left() as u64 {
             return Err(too_many("blocks", self.last_var, self.left()));
         }
-        let client: u64 = self.cursor.read_var()?;
+        let client = self.uvar()?;
+        self.client = client;
+        self.clock_next = true;
         Ok(ClientID::new(client))
     }
 
     fn read_info(&mut self) -> Result<u8, Error> {
         let info = self.cursor.read_u8()?;
-        self.counted_content =
-            info != GC_INFO && info != SKIP_INFO && COUNTED_CONTENT.contains(&(info & 0b1111));
+        // Yjs takes the content type from the low five bits (yrs from four) and knows 1..=9;
+        // yrs also takes 11 (its own "move"). Anything else would be stored and relayed to
+        // browsers that cannot decode it.
+        let content = info & 0b1_1111;
+        if info != GC_INFO && info != SKIP_INFO && !(1..=MAX_YJS_CONTENT).contains(&content) {
+            return Err(Error::Custom(format!(
+                "content type {content} is not one Yjs clients decode"
+            )));
+        }
+        // Legacy JSON content: yrs reads one string more than its count says (and writes as
+        // many as it says), so the two libraries part ways on the bytes after it. Yjs writes
+        // `ContentAny` instead since 13.0.
+        if info != GC_INFO && info != SKIP_INFO && content == JSON_CONTENT {
+            return Err(Error::Custom(
+                "JSON content (legacy; Yjs and yrs decode it differently) is not accepted".into(),
+            ));
+        }
+        self.counted_content = COUNTED_CONTENT.contains(&content);
+        // The previous block ends where this one starts.
+        self.clock += std::mem::take(&mut self.len);
+        self.len = 1;
+        self.len_from = match info {
+            GC_INFO => LenFrom::Count,
+            SKIP_INFO => LenFrom::Var,
+            _ => match content {
+                1 | 2 | 8 => LenFrom::Count,
+                4 => LenFrom::String,
+                _ => LenFrom::One,
+            },
+        };
         Ok(info)
     }
 
@@ -216,13 +334,24 @@ impl Decoder for BoundedV1<'_> {
     }
 
     fn read_type_ref(&mut self) -> Result<u8, Error> {
-        self.cursor.read_u8()
+        let type_ref = self.cursor.read_u8()?;
+        // XML hooks (5): Yjs reads a name after the type, yrs does not.
+        if type_ref > MAX_YJS_TYPE_REF || type_ref == XML_HOOK_TYPE_REF {
+            return Err(Error::Custom(format!(
+                "shared type {type_ref} is not one Yjs clients decode"
+            )));
+        }
+        Ok(type_ref)
     }
 
     fn read_len(&mut self) -> Result<u32, Error> {
         let len: u32 = self.cursor.read_var()?;
         if std::mem::take(&mut self.counted_content) && len as usize > self.left() {
             return Err(too_many("values", len.into(), self.left()));
+        }
+        if self.len_from == LenFrom::Count {
+            self.len = len.into();
+            self.len_from = LenFrom::One;
         }
         Ok(len)
     }
@@ -248,6 +377,7 @@ impl Decoder for BoundedV1<'_> {
 mod tests {
     use super::*;
     use yrs::types::ToJson;
+    use yrs::updates::decoder::Decode;
     use yrs::{Array, Doc, GetString, Map, ReadTxn, Text, Transact};
 
     /// Every update a real document produces decodes the same through the bounded decoder.
@@ -326,6 +456,67 @@ mod tests {
         assert!(check_counts(&[0x80, 0x80, 0x80, 0x80, 0x01], 2).is_err());
         assert!(check_counts(&[2, 1, 1, 2, 2], 2).is_ok());
         assert!(check_counts(&[3, 1, 1, 2, 2], 2).is_err());
+    }
+
+    /// One block of client 7 at clock `clock` with `info`, `origin` (if any, as client and
+    /// clock), in root "content" when it has no origin, then `content`, then `delete_set`.
+    fn block(clock: u8, info: u8, origin: Option<(u8, u8)>, content: &[u8], ds: &[u8]) -> Vec<u8> {
+        let mut u = vec![1, 1, 7, clock, info];
+        match origin {
+            Some((client, clock)) => u.extend_from_slice(&[client, clock]),
+            None => {
+                u.extend_from_slice(&[1, 7]);
+                u.extend_from_slice(b"content");
+            }
+        }
+        u.extend_from_slice(content);
+        u.extend_from_slice(ds);
+        u
+    }
+
+    /// Each kind of update yrs takes and stock Yjs cannot (found by the mutation test in
+    /// `tests/tests/malformed_storm.rs`), next to its honest form.
+    #[test]
+    fn what_yjs_cannot_decode_is_refused() {
+        let refused = |u: &[u8], says: &str| {
+            let err = decode_update(u).expect_err(says).to_string();
+            assert!(err.contains(says), "{err:?} should say {says:?}");
+            assert!(Update::decode_v1(u).is_ok(), "yrs takes it: {says}");
+        };
+        let string = [1, b'x'];
+        assert!(decode_update(&block(0, 4, None, &string, &[0])).is_ok());
+        // Content type 20 (yrs reads 4 bits: a string; Yjs 5 bits: nothing it knows); 11,
+        // yrs' own "move".
+        refused(&block(0, 0x14, None, &string, &[0]), "content type 20");
+        // Shared types 5 (XML hook, encoded differently) and 15 (yrs' "undefined").
+        assert!(decode_update(&block(0, 7, None, &[1], &[0])).is_ok());
+        refused(&block(0, 7, None, &[5], &[0]), "shared type 5");
+        refused(&block(0, 7, None, &[15], &[0]), "shared type 15");
+        // An origin of its own client at its own clock or later; an earlier one is fine.
+        assert!(decode_update(&block(3, 0x84, Some((7, 2)), &string, &[0])).is_ok());
+        refused(
+            &block(3, 0x84, Some((7, 3)), &string, &[0]),
+            "its own future",
+        );
+        refused(
+            &block(3, 0x84, Some((7, 9)), &string, &[0]),
+            "its own future",
+        );
+        // A client id past 2^53 - 1.
+        let mut big = vec![
+            1, 1, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01, 0, 4, 1, 7,
+        ];
+        big.extend_from_slice(b"content");
+        big.extend_from_slice(&[1, b'x', 0]);
+        refused(&big, "larger than Yjs clients can decode");
+        // An empty deleted range.
+        assert!(decode_update(&block(0, 4, None, &string, &[1, 7, 1, 0, 1])).is_ok());
+        refused(&block(0, 4, None, &string, &[1, 7, 1, 0, 0]), "empty range");
+        // Legacy JSON content: yrs reads a string more than the count says.
+        refused(
+            &block(0, 2, None, &[0, 4, b't', b'r', b'u', b'e'], &[0]),
+            "JSON content",
+        );
     }
 
     #[test]
