@@ -97,6 +97,12 @@ pub struct Config {
     )]
     pub allowed_hosts: Vec<String>,
 
+    /// Live heap bytes the server holds before opening another document waits for an idle one
+    /// to unload (and is refused with 503 when every open document is in use); 0: no budget.
+    /// Default: half the physical memory.
+    #[arg(long, env = "QUIRE_MAX_MEMORY_BYTES", default_value_t = default_memory_budget())]
+    pub max_memory_bytes: u64,
+
     /// Sockets open at once, HTTP and WebSocket (0: the descriptor limit, raised to the
     /// system's hard limit at start, less 256). When all are taken the server stops accepting
     /// until one closes.
@@ -172,6 +178,11 @@ impl Config {
         }
         (self.op_retention_days > 0).then(|| Duration::from_secs(self.op_retention_days * 86_400))
     }
+}
+
+/// `--max-memory-bytes`' default: half the physical memory (4 GiB where it cannot be read).
+fn default_memory_budget() -> u64 {
+    crate::memory::physical_memory().unwrap_or(8 << 30) / 2
 }
 
 /// `--listen`: `IP:PORT`, `HOST:PORT` (resolved; `localhost` is 127.0.0.1) or a bare port on

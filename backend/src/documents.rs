@@ -104,7 +104,8 @@ impl Documents {
             return Ok((entry.generation, entry.inbox.clone()));
         }
         let max = self.ctx.config.max_documents;
-        if max > 0 && open.len() >= max {
+        let over_memory = self.over_memory();
+        if (max > 0 && open.len() >= max) || over_memory {
             let idlest = open
                 .values()
                 .map(|e| (e.marks.idle.load(Ordering::Relaxed), e))
@@ -115,7 +116,7 @@ impl Documents {
                 let _ = entry.inbox.try_send(Command::Evict);
                 return Err(NoRoom::Evicting);
             }
-            return Err(NoRoom::Full(too_many(max)));
+            return Err(NoRoom::Full(self.no_room()));
         }
         let (tx, rx) = mpsc::channel(INBOX);
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
@@ -160,23 +161,54 @@ impl Documents {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 Err(NoRoom::Evicting) => {
-                    crate::metrics::get().limit_hit(crate::metrics::Limit::Documents);
-                    return Err(too_many(self.ctx.config.max_documents));
+                    self.count_no_room();
+                    return Err(self.no_room());
                 }
                 Err(NoRoom::Full(why)) => {
-                    crate::metrics::get().limit_hit(crate::metrics::Limit::Documents);
+                    self.count_no_room();
                     return Err(why);
                 }
             }
         }
     }
 
-    /// True if `--max-documents` are open and none is idle, so one more cannot open.
+    /// Past `--max-memory-bytes` (the live heap, see `memory`).
+    fn over_memory(&self) -> bool {
+        let budget = self.ctx.config.max_memory_bytes;
+        budget > 0 && crate::memory::heap_bytes() as u64 > budget
+    }
+
+    /// Why one more document cannot open now.
+    fn no_room(&self) -> String {
+        if self.over_memory() {
+            format!("the server holds its memory budget of {} bytes (--max-memory-bytes) with documents in use; retry when one closes, or raise --max-memory-bytes", self.ctx.config.max_memory_bytes)
+        } else {
+            too_many(self.ctx.config.max_documents)
+        }
+    }
+
+    /// Counts a document refused for room and says why.
+    pub fn refuse_one_more(&self) -> String {
+        self.count_no_room();
+        self.no_room()
+    }
+
+    fn count_no_room(&self) {
+        let limit = if self.over_memory() {
+            crate::metrics::Limit::Memory
+        } else {
+            crate::metrics::Limit::Documents
+        };
+        crate::metrics::get().limit_hit(limit);
+    }
+
+    /// True if `--max-documents` are open or the memory budget is spent, and no open document
+    /// is idle, so one more cannot open.
     pub fn at_capacity(&self) -> bool {
         let max = self.ctx.config.max_documents;
+        let over_memory = self.over_memory();
         let open = self.lock();
-        max > 0
-            && open.len() >= max
+        ((max > 0 && open.len() >= max) || over_memory)
             && open
                 .values()
                 .all(|e| e.marks.idle.load(Ordering::Relaxed) == 0)

@@ -37,6 +37,7 @@
 //! - [`limits`]: connections per IP, messages per second per connection.
 //! - [`origin`]: same origin by default: the `Origin` of upgrades and changes, the `Host` of
 //!   every request (DNS rebinding).
+//! - [`memory`]: the heap counted by the global allocator, for `--max-memory-bytes`.
 //! - [`metrics`]: the counters and histograms behind `/metrics`.
 //! - [`web`]: the browser editor (`web/dist`, embedded in the binary) at `/`.
 //!
@@ -58,6 +59,7 @@ pub mod fuzzing;
 pub use quire_holdback as holdback;
 pub mod limits;
 pub mod listener;
+pub mod memory;
 pub mod metrics;
 pub mod mirror;
 pub mod origin;

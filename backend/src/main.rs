@@ -4,6 +4,10 @@ use clap::Parser;
 use quire_backend::{Config, Server};
 use tracing_subscriber::EnvFilter;
 
+// Counts live heap bytes for `--max-memory-bytes` and `quire_heap_bytes`.
+#[global_allocator]
+static ALLOCATOR: quire_backend::memory::Counting = quire_backend::memory::Counting;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     // Logs go to stderr; stdout carries only the `listening on` line scripts wait for.

@@ -60,9 +60,11 @@ pub enum Limit {
     HeaderTimeout,
     /// A connection closed because its updates cost far more work than their size explains.
     UpdateWork,
+    /// A document refused (or an idle one unloaded) at `--max-memory-bytes`.
+    Memory,
 }
 
-const LIMITS: [(Limit, &str); 9] = [
+const LIMITS: [(Limit, &str); 10] = [
     (Limit::MessageSize, "message_size"),
     (Limit::BodySize, "body_size"),
     (Limit::ConnectionsPerIp, "connections_per_ip"),
@@ -72,6 +74,7 @@ const LIMITS: [(Limit, &str); 9] = [
     (Limit::Connections, "connections"),
     (Limit::HeaderTimeout, "header_timeout"),
     (Limit::UpdateWork, "update_work"),
+    (Limit::Memory, "memory"),
 ];
 
 /// Upper bounds of the latency histograms' buckets, in seconds.
@@ -209,6 +212,12 @@ impl Metrics {
             "quire_documents_loading",
             "Documents loading from the store now.",
             loading as u64,
+        );
+        gauge(
+            &mut out,
+            "quire_heap_bytes",
+            "Live heap bytes, as the allocator counts them (--max-memory-bytes holds them).",
+            crate::memory::heap_bytes() as u64,
         );
         counter(
             &mut out,

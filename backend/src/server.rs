@@ -275,9 +275,7 @@ async fn websocket(
         None => None,
     };
     if !state.documents.is_open(&doc) && state.documents.at_capacity() {
-        metrics::get().limit_hit(Limit::Documents);
-        return Problem::unavailable(crate::documents::too_many(state.ctx.config.max_documents))
-            .into_response();
+        return Problem::unavailable(state.documents.refuse_one_more()).into_response();
     }
     // A deleted document's id stays dead: refuse before the upgrade, so a reconnecting client
     // sees a plain 404. (An open document exists, so the common case needs no query.)

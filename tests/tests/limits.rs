@@ -434,3 +434,55 @@ async fn piled_up_concurrent_inserts_close_the_sender_not_the_document() {
         })
         .await;
 }
+
+/// `--max-memory-bytes` holds the server's heap: past it, opening another document waits for
+/// an idle one to unload and is refused (503) while every open document is in use. Once the
+/// big document's client leaves, the next document opens (the big one unloads).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_budget_refuses_new_documents_until_idle_ones_unload() {
+    // The heap of a server that has served one small document: the budget's base.
+    let probe = TestServer::start(StoreKind::Sqlite, &[]).await;
+    still_serving(&probe, "probe", "hello").await;
+    let base = metric(&probe.get("/metrics").await.body, "quire_heap_bytes");
+    assert!(base > 0.0, "the binary counts its heap");
+    drop(probe);
+    let budget = (base as u64 + (24 << 20)).to_string();
+    let server = TestServer::start(StoreKind::Sqlite, &["--max-memory-bytes", &budget]).await;
+    let url = server.ws_url("big");
+    let big = Client::connect(&url).await;
+    // Text in 1 MiB lines until the heap passes the budget.
+    let line = format!("{}\n", "lorem ipsum dolor sit amet ".repeat(38_000));
+    let mut added = 0;
+    loop {
+        let heap = metric(&server.get("/metrics").await.body, "quire_heap_bytes");
+        if heap > budget.parse::<f64>().unwrap() {
+            break;
+        }
+        assert!(
+            added < 60,
+            "the heap stayed at {heap} under {budget} after {added} MiB"
+        );
+        let body = serde_json::json!({"edits": [{"pos": 0, "insert": line}]}).to_string();
+        let r = server
+            .request(
+                "POST",
+                "/api/documents/big/edits",
+                &[("Content-Type", "application/json")],
+                body.as_bytes(),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{r:?}");
+        added += 1;
+    }
+    eprintln!("heap base {base} bytes, budget {budget}, passed after {added} MiB of text");
+    // In use and over budget: another document is refused before the upgrade.
+    let refused = ws_refusal(&server.ws_url("another")).await;
+    assert_eq!(refused, 503);
+    let metrics = server.get("/metrics").await.body;
+    assert!(metric(&metrics, "quire_limit_hits_total{limit=\"memory\"}") >= 1.0);
+    // The big document's client leaves: the next document makes it unload and opens.
+    big.close().await;
+    still_serving(&server, "another", "fits now").await;
+    let heap = metric(&server.get("/metrics").await.body, "quire_heap_bytes");
+    eprintln!("heap after the big document unloaded: {heap} bytes");
+}
