@@ -103,6 +103,11 @@ pub struct Config {
     #[arg(long, env = "QUIRE_MAX_MEMORY_BYTES", default_value_t = default_memory_budget())]
     pub max_memory_bytes: u64,
 
+    /// Milliseconds a joining WebSocket waits for its document (busy integrating a costly
+    /// update, or loading) before it is sent the committed state from the store meanwhile.
+    #[arg(long, env = "QUIRE_JOIN_WAIT_MS", default_value_t = 500)]
+    pub join_wait_ms: u64,
+
     /// Sockets open at once, HTTP and WebSocket (0: the descriptor limit, raised to the
     /// system's hard limit at start, less 256). When all are taken the server stops accepting
     /// until one closes.

@@ -63,10 +63,23 @@ async fn serve_conn(
     let (mut sink, stream) = socket.split();
     tracing::debug!("connection open");
 
+    let mut served_stored = false;
     let (mut out_rx, mut kick_rx, inbox, out) = loop {
         let (out_tx, out_rx) = mpsc::channel(ctx.config.outbound_queue);
         let (kick_tx, kick_rx) = oneshot::channel();
-        match documents.join(&doc_id, conn, out_tx.clone(), kick_tx).await {
+        let joining = documents.join(&doc_id, conn, out_tx.clone(), kick_tx);
+        tokio::pin!(joining);
+        let joined = tokio::select! {
+            joined = &mut joining => joined,
+            // The document is busy (a costly update, a slow load): the client gets the
+            // committed state from the store meanwhile instead of an empty editor.
+            _ = tokio::time::sleep(Duration::from_millis(ctx.config.join_wait_ms)), if !served_stored => {
+                served_stored = true;
+                send_stored_state(&mut sink, &ctx, &doc_id).await;
+                joining.await
+            }
+        };
+        match joined {
             Ok(Some(inbox)) => break (out_rx, kick_rx, inbox, out_tx),
             Ok(None) => continue,
             Err(reason) => {
@@ -178,6 +191,43 @@ async fn serve_conn(
     if linger {
         tokio::time::sleep(CLOSE_LINGER).await;
     }
+}
+
+/// Sends a joining client the document as committed in the store: the newest snapshot and
+/// each later row as Updates, then an empty SyncStep2. The actor's own sync follows once the
+/// join completes (what it repeats, the client ignores).
+async fn send_stored_state(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    ctx: &Context,
+    doc_id: &str,
+) {
+    let stored = match ctx.store.load(doc_id, false).await {
+        Ok(crate::store::Loaded::Doc(stored)) => stored,
+        _ => return,
+    };
+    tracing::info!(
+        rows = stored.ops.len(),
+        "document busy: sending the stored state before the join completes"
+    );
+    // The snapshot and the rows as updates, then an empty SyncStep2: a client counts itself
+    // synced at a SyncStep2, so it comes once the client has everything stored.
+    let snapshot = stored.snapshot.map(|(_, state)| protocol::update(state));
+    let rows = stored
+        .ops
+        .into_iter()
+        .map(|op| protocol::update(op.update_v1));
+    let synced = protocol::sync_step2(vec![0, 0]);
+    for frame in snapshot
+        .into_iter()
+        .chain(rows)
+        .chain(std::iter::once(synced))
+    {
+        count_out(&frame);
+        if sink.feed(Message::Binary(frame)).await.is_err() {
+            return;
+        }
+    }
+    let _ = sink.flush().await;
 }
 
 /// What the reader enforces besides well-formedness.

@@ -275,7 +275,16 @@ async fn bus_carries_edits_and_presence(kind: BusKind) {
             )
             .await;
         }
-        // Rows crossed through the bus: applied from hints, with their lag measured.
+        // Rows crossed through the bus: applied from hints, with their lag measured. While
+        // every node writes, a node may get all its peers' rows as `missed` rows of its own
+        // commits instead; a last edit from node 0 alone reaches the others only by the bus.
+        writers[0].push("<last>");
+        for w in &writers[1..] {
+            w.wait_until("the last edit crossed", Duration::from_secs(15), |t| {
+                t.contains("<last>")
+            })
+            .await;
+        }
         for node in &nodes[1..] {
             let metrics = node.get("/metrics").await.body;
             assert!(metric(&metrics, "quire_rows_from_peers_total") > 0.0);

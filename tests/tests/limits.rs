@@ -486,3 +486,55 @@ async fn the_memory_budget_refuses_new_documents_until_idle_ones_unload() {
     let heap = metric(&server.get("/metrics").await.body, "quire_heap_bytes");
     eprintln!("heap after the big document unloaded: {heap} bytes");
 }
+
+/// While a document is busy integrating a costly update, a client that joins gets what is
+/// committed from the store after `--join-wait-ms` instead of waiting for the actor; the rest
+/// follows once the actor is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_joining_a_busy_document_gets_the_committed_state_at_once() {
+    const PILE: u64 = 8000;
+    let server = TestServer::start(StoreKind::Sqlite, &["--join-wait-ms", "50"]).await;
+    let url = server.ws_url("busy");
+    let raw = RawConn::connect(&url).await.unwrap();
+    // A pile of concurrent inserts at one position (cheap into an empty spot), committed.
+    raw.send_binary(update_frame(&piled_inserts(PILE, 1_000_000)));
+    raw.sync_barrier(WAIT).await;
+    // As many again next to them: seconds of work for the document's actor.
+    let messages = || async {
+        metric(
+            &server.get("/metrics").await.body,
+            "quire_messages_in_total",
+        )
+    };
+    let before = messages().await;
+    raw.send_binary(update_frame(&piled_inserts(PILE, 2_000_000)));
+    poll_until("the costly update is read", WAIT, || async {
+        (messages().await > before).then_some(())
+    })
+    .await;
+    // Joining now waits behind it; the stored state comes first.
+    let started = std::time::Instant::now();
+    let fresh = Client::connect(&url).await;
+    let synced_in = started.elapsed();
+    let text = fresh.text();
+    eprintln!("synced in {synced_in:?} with {} chars", text.len());
+    assert_eq!(
+        text.len() as u64,
+        PILE,
+        "the committed pile, not yet the second"
+    );
+    assert!(server.log().contains("sending the stored state"));
+    // Other documents are served meanwhile: the costly update is off the runtime's workers.
+    still_serving(&server, "elsewhere", "meanwhile").await;
+    assert_eq!(
+        fresh.text().len() as u64,
+        PILE,
+        "still integrating the second pile"
+    );
+    // Then the rest, once the actor is free.
+    fresh
+        .wait_until("the second pile arrives", Duration::from_secs(120), |t| {
+            t.len() as u64 == 2 * PILE
+        })
+        .await;
+}

@@ -36,7 +36,7 @@ use super::replica::{Replica, ReplicaLimits};
 use crate::context::Context;
 use crate::documents::{Documents, Marks};
 use crate::metrics::{self, ErrorKind};
-use crate::protocol::close;
+use crate::protocol::{close, Incoming};
 use crate::store::{Backend, CatchUp, Loaded, OpRow, StoreError, StoredDoc, Tail};
 
 /// Commands handled in one round at most, so one round's commit stays bounded and one round's
@@ -47,6 +47,15 @@ const MAX_ROUND: usize = 512;
 struct Conn {
     out: mpsc::Sender<Bytes>,
     kick: Option<oneshot::Sender<CloseReason>>,
+}
+
+/// Updates of at least this many bytes (in one frame) are integrated with
+/// `block_in_place`: a keystroke is tens of bytes, a paste a few KiB.
+const BLOCKING_UPDATE_BYTES: usize = 4096;
+
+fn multi_threaded() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
 
 pub(crate) struct Actor {
@@ -318,9 +327,26 @@ impl Actor {
                 self.handle_api(request);
             }
             Command::Messages { conn, msgs } => {
+                let bytes: usize = msgs
+                    .iter()
+                    .map(|msg| match msg {
+                        Incoming::Update { bytes, .. } => bytes.len(),
+                        _ => 0,
+                    })
+                    .sum();
                 let replica = self.replica();
-                for msg in msgs {
-                    replica.receive(conn, msg);
+                let receive = || {
+                    for msg in msgs {
+                        replica.receive(conn, msg);
+                    }
+                };
+                // Integrating a big update can take seconds (concurrent inserts piled at one
+                // position): off the runtime's worker, so other documents, joins (which get
+                // the stored state meanwhile) and health checks go on.
+                if bytes >= BLOCKING_UPDATE_BYTES && multi_threaded() {
+                    tokio::task::block_in_place(receive);
+                } else {
+                    receive();
                 }
             }
         }
