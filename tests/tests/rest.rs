@@ -193,6 +193,41 @@ async fn history_text_at_version_and_restore(kind: StoreKind) {
     wait_rest_text(&server, &id, "one 2!").await;
     let texts = ["", "one", "one two", "one 2", "one 2!"];
 
+    // Diffs between any two versions: the edits turn one text into the other.
+    for from in 0..texts.len() {
+        for to in 0..texts.len() {
+            let diff = server
+                .get(&format!("{base}/diff?from={from}&to={to}"))
+                .await
+                .json();
+            assert_eq!(
+                (diff["from"].as_i64(), diff["to"].as_i64()),
+                (Some(from as i64), Some(to as i64))
+            );
+            let mut text: Vec<char> = texts[from].chars().collect();
+            for e in diff["edits"].as_array().unwrap() {
+                let pos = e["pos"].as_u64().unwrap() as usize;
+                let delete = e["delete"].as_u64().unwrap() as usize;
+                text.splice(pos..pos + delete, e["insert"].as_str().unwrap().chars());
+            }
+            assert_eq!(
+                text.iter().collect::<String>(),
+                texts[to],
+                "diff {from} -> {to}: {diff}"
+            );
+        }
+    }
+    let current = server.get(&format!("{base}/diff?from=1")).await.json();
+    assert_eq!(current["to"], 4, "{current}");
+    assert_eq!(
+        server
+            .get(&format!("{base}/diff?from=0&to=99"))
+            .await
+            .status,
+        409
+    );
+    assert_eq!(server.get(&format!("{base}/diff?to=1")).await.status, 400);
+
     let history = server.get(&format!("{base}/history")).await.json();
     let entries = history["entries"].as_array().unwrap();
     let summary: Vec<(i64, String, i64, i64)> = entries

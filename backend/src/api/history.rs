@@ -19,6 +19,57 @@ use crate::versions;
 
 const ORIGIN_RESTORE: &str = "rest:restore";
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DiffParams {
+    /// The version to compare from.
+    #[param(minimum = 0)]
+    from: i64,
+    /// The version to compare to (default: the current one).
+    #[param(minimum = 0)]
+    to: Option<i64>,
+}
+
+/// The change between two versions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionDiff {
+    from: i64,
+    to: i64,
+    /// Edits that turn the text at `from` into the text at `to`, applied in order: the form
+    /// `POST …/edits` takes (char positions).
+    edits: Vec<edit::Edit>,
+}
+
+/// The change between two versions, as edits.
+#[utoipa::path(
+    get, path = "/api/documents/{id}/diff", tag = "documents",
+    params(DocId, DiffParams),
+    responses(
+        (status = 200, description = "The change", body = VersionDiff),
+        InvalidParameters,
+        NoSuchDocument,
+        UnknownVersion,
+        DatabaseUnavailable,
+    )
+)]
+pub(super) async fn get_diff(
+    State(s): State<ApiState>,
+    id: DocId,
+    ApiQuery(p): ApiQuery<DiffParams>,
+) -> Result<Json<VersionDiff>, Problem> {
+    let id = id.valid()?;
+    let from = non_negative("from", Some(p.from))?;
+    let to = non_negative("to", p.to)?;
+    let to = text_at(&s, id, to).await?;
+    let from = text_at(&s, id, from).await?;
+    Ok(Json(VersionDiff {
+        from: from.version,
+        to: to.version,
+        edits: edit::diff(&from.text, &to.text),
+    }))
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreRequest {

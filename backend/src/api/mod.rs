@@ -85,6 +85,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(
         .route("/documents/{id}/edits", post(text::post_edits))
         .route("/documents/{id}/history", get(history::get_history))
         .route("/documents/{id}/restore", post(history::post_restore))
+        .route("/documents/{id}/diff", get(history::get_diff))
         .route("/documents/{id}/search", get(search::search))
         .route("/documents/{id}/complete", get(search::complete))
         .route(
@@ -190,6 +191,7 @@ needs none.",
         text::post_edits,
         history::get_history,
         history::post_restore,
+        history::get_diff,
         search::search,
         search::complete,
         yjs::get_update,
