@@ -227,6 +227,25 @@ async fn history_text_at_version_and_restore(kind: StoreKind) {
         409
     );
     assert_eq!(server.get(&format!("{base}/diff?to=1")).await.status, 400);
+    let unified = server
+        .request(
+            "GET",
+            &format!("{base}/diff?from=1&to=4"),
+            &[("Accept", "text/x-diff")],
+            b"",
+        )
+        .await;
+    assert_eq!(
+        unified.header("content-type"),
+        Some("text/x-diff; charset=utf-8")
+    );
+    assert!(
+        unified.body.contains(&format!("--- {id}@1\n+++ {id}@4\n"))
+            && unified.body.contains("\n-one\n")
+            && unified.body.contains("\n+one 2!\n"),
+        "{}",
+        unified.body
+    );
 
     let history = server.get(&format!("{base}/history")).await.json();
     let entries = history["entries"].as_array().unwrap();

@@ -1,7 +1,9 @@
 //! A document's history: the op log page by page, and restoring the text of an older version.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -41,12 +43,16 @@ pub struct VersionDiff {
     edits: Vec<edit::Edit>,
 }
 
-/// The change between two versions, as edits.
+/// The change between two versions, as edits (JSON), or as a unified diff of lines with
+/// `Accept: text/x-diff`.
 #[utoipa::path(
     get, path = "/api/documents/{id}/diff", tag = "documents",
     params(DocId, DiffParams),
     responses(
-        (status = 200, description = "The change", body = VersionDiff),
+        (status = 200, description = "The change", content(
+            (VersionDiff = "application/json"),
+            (String = "text/x-diff"),
+        )),
         InvalidParameters,
         NoSuchDocument,
         UnknownVersion,
@@ -56,18 +62,36 @@ pub struct VersionDiff {
 pub(super) async fn get_diff(
     State(s): State<ApiState>,
     id: DocId,
+    headers: HeaderMap,
     ApiQuery(p): ApiQuery<DiffParams>,
-) -> Result<Json<VersionDiff>, Problem> {
+) -> Result<Response, Problem> {
     let id = id.valid()?;
     let from = non_negative("from", Some(p.from))?;
     let to = non_negative("to", p.to)?;
     let to = text_at(&s, id, to).await?;
     let from = text_at(&s, id, from).await?;
+    let unified = headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/x-diff"));
+    if unified {
+        let text = similar::TextDiff::from_lines(&from.text, &to.text)
+            .unified_diff()
+            .context_radius(3)
+            .header(
+                &format!("{id}@{}", from.version),
+                &format!("{id}@{}", to.version),
+            )
+            .to_string();
+        return Ok(([(CONTENT_TYPE, "text/x-diff; charset=utf-8")], text).into_response());
+    }
     Ok(Json(VersionDiff {
         from: from.version,
         to: to.version,
         edits: edit::diff(&from.text, &to.text),
-    }))
+    })
+    .into_response())
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
