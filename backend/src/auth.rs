@@ -78,6 +78,9 @@ pub struct Claims {
     /// before revocation existed have none: they stay valid until they expire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
+    /// Who holds it: names the op-log rows its holder makes (history, blame).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
 }
 
 /// What a request may do once its token checked out.
@@ -89,6 +92,8 @@ pub struct Access {
     pub exp: Option<u64>,
     /// The token's id (`jti`), when it has one: a live connection watches it for revocation.
     pub jti: Option<String>,
+    /// Who holds it (`sub`), when the token says.
+    pub sub: Option<String>,
 }
 
 impl Access {
@@ -99,6 +104,7 @@ impl Access {
             role: Role::Admin,
             exp: None,
             jti: None,
+            sub: None,
         }
     }
 
@@ -276,6 +282,7 @@ impl Auth {
             role: claims.role,
             exp: Some(claims.exp),
             jti: claims.jti,
+            sub: claims.sub,
         })
     }
 
@@ -478,6 +485,7 @@ mod tests {
             exp,
             iat: 0,
             jti: None,
+            sub: None,
         }
     }
 

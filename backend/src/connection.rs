@@ -63,11 +63,12 @@ async fn serve_conn(
     let (mut sink, stream) = socket.split();
     tracing::debug!("connection open");
 
+    let author: Option<Arc<str>> = access.sub.as_deref().map(Arc::from);
     let mut served_stored = false;
     let (mut out_rx, mut kick_rx, inbox, out) = loop {
         let (out_tx, out_rx) = mpsc::channel(ctx.config.outbound_queue);
         let (kick_tx, kick_rx) = oneshot::channel();
-        let joining = documents.join(&doc_id, conn, out_tx.clone(), kick_tx);
+        let joining = documents.join(&doc_id, conn, out_tx.clone(), kick_tx, author.clone());
         tokio::pin!(joining);
         let joined = tokio::select! {
             joined = &mut joining => joined,

@@ -223,6 +223,7 @@ impl Documents {
         conn: ConnId,
         out: mpsc::Sender<Bytes>,
         kick: oneshot::Sender<CloseReason>,
+        author: Option<Arc<str>>,
     ) -> Result<Option<mpsc::Sender<Command>>, CloseReason> {
         if self.ctx.shutdown.is_cancelled() {
             return Err(CloseReason::new(close::GOING_AWAY, "server shutting down"));
@@ -237,6 +238,7 @@ impl Documents {
                 conn,
                 out,
                 kick,
+                author,
                 ack: ack_tx,
             })
             .await

@@ -40,7 +40,7 @@ pub fn ws_frame(data: &[u8]) {
         return;
     };
     let mut replica = empty_replica();
-    replica.join(CONN);
+    replica.join(CONN, None);
     for msg in msgs {
         replica.receive(CONN, msg);
         if !replica.has_peer(CONN) {

@@ -22,6 +22,8 @@
 //!   shared extractors, and the OpenAPI document.
 //! - [`versions`]: a document at an older version, rebuilt from the op log off the actor (its
 //!   text, edits made on it, history char counts).
+//! - [`blame`]: who wrote what: authors' names and colours, and the text as spans by author
+//!   and version (an index from Yjs ids to op-log rows).
 //! - [`problem`]: RFC 9457 problem details, the body of every REST error.
 //! - [`edit`]: char-position edits turned into yrs operations; minimal diffs; edits on an older
 //!   version made on a rebuilt copy and merged as a concurrent update.
@@ -48,6 +50,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod blame;
 pub mod bus;
 pub mod config;
 pub mod connection;

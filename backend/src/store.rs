@@ -23,7 +23,8 @@ use sqlx::{AnyPool, Executor, Row};
 static PG_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 
-/// PostgreSQL accepts at most 65,535 bind parameters per statement; 8 per op row.
+/// PostgreSQL accepts at most 65,535 bind parameters per statement (SQLite 32,766); 10 per op
+/// row.
 const OPS_PER_INSERT: usize = 2_000;
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +69,10 @@ pub struct NewOp {
     /// Chars it inserted into and deleted from the text, for history, when known at once
     /// (otherwise history computes them by replay, once).
     pub chars: Option<(u64, u64)>,
+    /// Who made it (see the `author` column), when known.
+    pub author: Option<Arc<str>>,
+    /// The Yjs ids it inserted (yrs `IdSet`, v1), for blame.
+    pub inserted: Option<Vec<u8>>,
 }
 
 /// A stored op-log row.
@@ -115,8 +120,35 @@ pub struct HistoryRow {
     pub seq: i64,
     pub received_ms: i64,
     pub origin: Option<String>,
+    /// Who made it, when known.
+    pub author: Option<String>,
     /// `None` for rows written before char counts were recorded.
     pub chars: Option<(i64, i64)>,
+}
+
+/// What blame needs of an op-log row: who made it and the Yjs ids it inserted.
+#[derive(Debug, Clone)]
+pub struct InsertedRow {
+    pub seq: i64,
+    pub author: Option<String>,
+    /// The ids (yrs `IdSet`, v1), or for rows stored without them the update itself.
+    pub ids: RowIds,
+}
+
+#[derive(Debug, Clone)]
+pub enum RowIds {
+    Inserted(Vec<u8>),
+    Update(Vec<u8>),
+}
+
+/// A named version: the name, the version it named and that version's text.
+#[derive(Debug, Clone)]
+pub struct NamedVersion {
+    pub name: String,
+    pub version: i64,
+    pub text: String,
+    pub author: Option<String>,
+    pub created_ms: i64,
 }
 
 /// Why the state as of a version cannot be built.
@@ -453,10 +485,12 @@ impl Store {
             .bind(doc_id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM snapshots WHERE doc_id = $1")
-            .bind(doc_id)
-            .execute(&mut *tx)
-            .await?;
+        for table in ["snapshots", "doc_authors", "named_versions"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE doc_id = $1"))
+                .bind(doc_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -530,7 +564,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<HistoryRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT seq, received_ms, origin, chars_inserted, chars_deleted FROM ops \
+            "SELECT seq, received_ms, origin, chars_inserted, chars_deleted, author FROM ops \
              WHERE doc_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
         )
         .bind(doc_id)
@@ -546,10 +580,136 @@ impl Store {
                 seq: row.try_get(0)?,
                 received_ms: row.try_get(1)?,
                 origin: row.try_get(2)?,
+                author: row.try_get(5)?,
                 chars: ins.zip(del),
             });
         }
         Ok(out)
+    }
+
+    /// Who made each row with `after < seq <= upto` and what it inserted, in order.
+    pub async fn inserted(
+        &self,
+        doc_id: &str,
+        after: i64,
+        upto: i64,
+    ) -> Result<Vec<InsertedRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, author, inserted, CASE WHEN inserted IS NULL THEN update_v1 END FROM ops \
+             WHERE doc_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
+        )
+        .bind(doc_id)
+        .bind(after)
+        .bind(upto)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let inserted: Option<Vec<u8>> = row.try_get(2)?;
+            let ids = match inserted {
+                Some(ids) => RowIds::Inserted(ids),
+                None => RowIds::Update(row.try_get::<Option<Vec<u8>>, _>(3)?.unwrap_or_default()),
+            };
+            out.push(InsertedRow {
+                seq: row.try_get(0)?,
+                author: row.try_get(1)?,
+                ids,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records which author each Yjs client id belongs to (the newest name wins).
+    pub async fn set_authors(
+        &self,
+        doc_id: &str,
+        authors: &[(u64, Arc<str>)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (client, author) in authors {
+            sqlx::query(
+                "INSERT INTO doc_authors (doc_id, client_id, author) VALUES ($1, $2, $3) \
+                 ON CONFLICT (doc_id, client_id) DO UPDATE SET author = excluded.author",
+            )
+            .bind(doc_id)
+            .bind(*client as i64)
+            .bind(&**author)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The Yjs client ids whose author is known, and their authors.
+    pub async fn authors(&self, doc_id: &str) -> Result<Vec<(u64, String)>, StoreError> {
+        let rows = sqlx::query("SELECT client_id, author FROM doc_authors WHERE doc_id = $1")
+            .bind(doc_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get::<i64, _>(0)? as u64, row.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// Names a version, keeping its text; false when the name is taken.
+    pub async fn name_version(
+        &self,
+        doc_id: &str,
+        named: &NamedVersion,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO named_versions (doc_id, name, version, text, author, created_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (doc_id, name) DO NOTHING",
+        )
+        .bind(doc_id)
+        .bind(&named.name)
+        .bind(named.version)
+        .bind(&named.text)
+        .bind(named.author.as_deref())
+        .bind(named.created_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The document's named versions, newest version first, with their texts when `texts`.
+    pub async fn named_versions(
+        &self,
+        doc_id: &str,
+        name: Option<&str>,
+    ) -> Result<Vec<NamedVersion>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, version, text, author, created_ms FROM named_versions \
+             WHERE doc_id = $1 AND ($2 IS NULL OR name = $2) ORDER BY version DESC, created_ms DESC",
+        )
+        .bind(doc_id)
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(NamedVersion {
+                    name: row.try_get(0)?,
+                    version: row.try_get(1)?,
+                    text: row.try_get(2)?,
+                    author: row.try_get(3)?,
+                    created_ms: row.try_get(4)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// Removes a version's name; false when there was none.
+    pub async fn unname_version(&self, doc_id: &str, name: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM named_versions WHERE doc_id = $1 AND name = $2")
+            .bind(doc_id)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Commits `ops` to the op log in one transaction (group commit) and returns the sequence
@@ -632,24 +792,21 @@ impl Store {
         for (chunk_index, chunk) in ops.chunks(OPS_PER_INSERT).enumerate() {
             let mut sql = String::from(
                 "INSERT INTO ops (doc_id, seq, update_v1, received_ms, origin, chars_inserted, \
-                 chars_deleted, batch) VALUES ",
+                 chars_deleted, batch, author, inserted) VALUES ",
             );
             for i in 0..chunk.len() {
-                let b = i * 8;
+                let b = i * 10;
                 if i > 0 {
                     sql.push(',');
                 }
-                sql.push_str(&format!(
-                    "(${},${},${},${},${},${},${},${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 8
-                ));
+                sql.push('(');
+                for k in 1..=10 {
+                    if k > 1 {
+                        sql.push(',');
+                    }
+                    sql.push_str(&format!("${}", b + k));
+                }
+                sql.push(')');
             }
             let mut query = sqlx::query(&sql);
             for (i, op) in chunk.iter().enumerate() {
@@ -662,7 +819,9 @@ impl Store {
                     .bind(op.origin.as_deref())
                     .bind(op.chars.map(|c| c.0 as i64))
                     .bind(op.chars.map(|c| c.1 as i64))
-                    .bind(batch);
+                    .bind(batch)
+                    .bind(op.author.as_deref())
+                    .bind(op.inserted.as_deref());
             }
             // A plain INSERT: a sequence number already taken is a bug and fails the commit.
             query.execute(&mut *tx).await?;
@@ -874,7 +1033,7 @@ fn op_row(row: &AnyRow) -> Result<OpRow, sqlx::Error> {
     })
 }
 
-fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

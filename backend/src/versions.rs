@@ -112,3 +112,41 @@ fn apply_at_version(
     edit::apply(&mut txn, &text, &planned);
     Ok(txn.encode_update_v1())
 }
+
+/// The texts of document `id` at each of `wanted` (any order), rebuilt in one pass: the oldest
+/// as of its snapshot, the rest by replaying the op log forward from there.
+pub async fn texts_at(
+    store: &Store,
+    id: &str,
+    wanted: &[i64],
+) -> Result<Vec<(i64, String)>, VersionError> {
+    let (Some(&first), Some(&last)) = (wanted.iter().min(), wanted.iter().max()) else {
+        return Ok(Vec::new());
+    };
+    let base = store.load_at(id, first).await?;
+    let ops = store
+        .ops_between(id, first, last)
+        .await
+        .map_err(|e| VersionError::At(e.into()))?;
+    let (doc_id, mut wanted) = (id.to_string(), wanted.to_vec());
+    wanted.sort_unstable();
+    wanted.dedup();
+    tokio::task::spawn_blocking(move || {
+        use yrs::updates::decoder::Decode;
+        let doc = build_doc(&doc_id, &base);
+        let mut out = vec![(first, doc_text(&doc))];
+        let mut next = wanted.iter().copied().filter(|&v| v > first).peekable();
+        for op in ops {
+            if let Ok(update) = yrs::Update::decode_v1(&op.update_v1) {
+                let _ = doc.transact_mut().apply_update(update);
+            }
+            if next.peek() == Some(&op.seq) {
+                next.next();
+                out.push((op.seq, doc_text(&doc)));
+            }
+        }
+        out
+    })
+    .await
+    .map_err(|_| VersionError::Rebuild)
+}

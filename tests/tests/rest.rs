@@ -247,7 +247,10 @@ async fn history_text_at_version_and_restore(kind: StoreKind) {
         unified.body
     );
 
-    let history = server.get(&format!("{base}/history")).await.json();
+    let history = server
+        .get(&format!("{base}/history?group=none"))
+        .await
+        .json();
     let entries = history["entries"].as_array().unwrap();
     let summary: Vec<(i64, String, i64, i64)> = entries
         .iter()
@@ -279,11 +282,14 @@ async fn history_text_at_version_and_restore(kind: StoreKind) {
     assert_eq!(history["next_before"], Value::Null);
 
     // Pages.
-    let page = server.get(&format!("{base}/history?limit=3")).await.json();
+    let page = server
+        .get(&format!("{base}/history?group=none&limit=3"))
+        .await
+        .json();
     assert_eq!(page["entries"].as_array().unwrap().len(), 3);
     assert_eq!(page["next_before"], 2);
     let page = server
-        .get(&format!("{base}/history?limit=3&before=2"))
+        .get(&format!("{base}/history?group=none&limit=3&before=2"))
         .await
         .json();
     assert_eq!(page["entries"][0]["seq"], 1);
@@ -308,7 +314,10 @@ async fn history_text_at_version_and_restore(kind: StoreKind) {
     assert_eq!(r.json(), json!({"version": 5, "length": 7}));
     ws.wait_for_text("one two", WAIT).await;
     assert_eq!(server.text(&id).await, "one two");
-    let history = server.get(&format!("{base}/history")).await.json();
+    let history = server
+        .get(&format!("{base}/history?group=none"))
+        .await
+        .json();
     assert_eq!(history["entries"][0]["origin"], "rest:restore");
     assert_eq!(history["entries"].as_array().unwrap().len(), 5);
     let r = server.get(&format!("{base}/text?version=4")).await;
@@ -327,7 +336,10 @@ async fn history_text_at_version_and_restore(kind: StoreKind) {
     server.restart().await;
     let r = server.get(&format!("{base}/text?version=3")).await;
     assert_eq!(r.body, "one 2");
-    let after = server.get(&format!("{base}/history")).await.json();
+    let after = server
+        .get(&format!("{base}/history?group=none"))
+        .await
+        .json();
     assert_eq!(after["entries"], history["entries"]);
 }
 
@@ -358,7 +370,7 @@ async fn put_text_is_minimal_and_keeps_cursors(kind: StoreKind) {
     let offset = cursor.get_offset(&ws.doc().transact()).unwrap().index;
     assert_eq!(offset, 14, "the cursor before \"fox\" moved off it");
     let history = server
-        .get(&format!("/api/documents/{id}/history?limit=1"))
+        .get(&format!("/api/documents/{id}/history?group=none&limit=1"))
         .await
         .json();
     let e = &history["entries"][0];
@@ -557,6 +569,8 @@ async fn delete_closes_sockets_and_404s_after(kind: StoreKind) {
         "",
         "/text",
         "/history",
+        "/blame",
+        "/versions",
         "/update",
         "/search?q=a",
         "/complete",

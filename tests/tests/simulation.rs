@@ -415,7 +415,7 @@ fn connect(server: &mut Incarnation, doc: &str, replica: &mut Replica) {
         let (kick_tx, kick_rx) = oneshot::channel();
         match server
             .rt
-            .block_on(documents.join(doc, conn, out_tx, kick_tx))
+            .block_on(documents.join(doc, conn, out_tx, kick_tx, None))
         {
             Ok(Some(inbox)) => {
                 break Link {

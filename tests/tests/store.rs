@@ -109,6 +109,8 @@ fn op(seq: i64) -> NewOp {
         update_v1: payload(seq),
         origin: Some(format!("conn-{}", seq % 2)),
         chars: Some((seq as u64, 0)),
+        author: (seq % 3 == 0).then(|| "ada".into()),
+        inserted: None,
     }
 }
 

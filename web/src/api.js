@@ -91,7 +91,7 @@ export const api = {
   },
   /** `{ items: [{ seq, time, origin, inserted, deleted }], next }`, newest first. */
   async history (id, { limit = 50, before } = {}) {
-    const body = await request('GET', `/documents/${enc(id)}/history`, { query: { limit, before } })
+    const body = await request('GET', `/documents/${enc(id)}/history`, { query: { limit, before, group: 'none' } })
     return normalizeList(body, ['entries'])
   },
   restore (id, version) {

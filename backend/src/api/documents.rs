@@ -9,7 +9,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{in_range, require_content_type, DocId};
+use super::extract::{in_range, require_content_type, Caller, DocId};
 use super::{doc_problem, new_id, not_found, rfc3339, store_problem, ApiState};
 use crate::document::ApiRequest;
 use crate::edit::Edit;
@@ -111,6 +111,7 @@ pub struct ListParams {
 )]
 pub(super) async fn create_document(
     State(s): State<ApiState>,
+    caller: Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
@@ -162,7 +163,7 @@ pub(super) async fn create_document(
             .request(&id, |reply| ApiRequest::Edits {
                 version: None,
                 edits: edits.clone(),
-                origin: ORIGIN_CREATE,
+                source: caller.source(ORIGIN_CREATE),
                 reply,
             })
             .await

@@ -121,3 +121,30 @@ pub(super) fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D:
     struct Int(#[serde(deserialize_with = "edit::json_i64")] i64);
     Ok(Option::<Int>::deserialize(d)?.map(|Int(v)| v))
 }
+
+/// Who is calling: the token's subject, when access control is on and the token names one.
+/// It names the op-log rows the request makes.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Caller(pub(super) Option<std::sync::Arc<str>>);
+
+impl Caller {
+    /// Where a change this request makes comes from.
+    pub(super) fn source(&self, origin: &'static str) -> crate::document::Source {
+        crate::document::Source {
+            origin,
+            author: self.0.clone(),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Caller, Self::Rejection> {
+        let sub = parts
+            .extensions
+            .get::<crate::auth::Access>()
+            .and_then(|a| a.sub.as_deref());
+        Ok(Caller(sub.map(std::sync::Arc::from)))
+    }
+}

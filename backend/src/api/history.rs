@@ -8,15 +8,23 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::Path;
+
 use super::documents::live_meta;
-use super::extract::{in_range, non_negative, DocId};
+use super::extract::{check_id, in_range, non_negative, opt_i64, Caller, DocId};
 use super::text::{replace_text, text_at, ChangeResult};
-use super::{rfc3339, store_problem, ApiState};
+use super::{doc_problem, internal, rfc3339, store_problem, version_problem, ApiState};
+use crate::blame;
+use crate::document::{build_doc, ApiRequest, DocError};
 use crate::edit;
 use crate::problem::{
     ApiJson, ApiQuery, DatabaseUnavailable, InvalidParameters, JsonBodyRefused, NoSuchDocument,
     Problem, UnknownVersion,
 };
+use crate::store::{HistoryRow, NamedVersion};
 use crate::versions;
 
 const ORIGIN_RESTORE: &str = "rest:restore";
@@ -97,10 +105,13 @@ pub(super) async fn get_diff(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
-    /// The version whose text to restore.
-    #[serde(deserialize_with = "edit::json_i64")]
+    /// The version whose text to restore. Give this or `name`.
+    #[serde(default, deserialize_with = "opt_i64")]
     #[schema(minimum = 0)]
-    version: i64,
+    version: Option<i64>,
+    /// The name of a named version to restore. Give this or `version`.
+    #[serde(default)]
+    name: Option<String>,
 }
 
 /// One op-log entry.
@@ -114,6 +125,10 @@ pub struct HistoryEntry {
     time: String,
     /// Who sent it: `conn-N` (a WebSocket connection) or `rest:…` (this API).
     origin: Option<String>,
+    /// Who made it: the token's subject, or the name the editor publishes; null if unknown.
+    author: Option<String>,
+    /// The author's colour (`#rrggbb`), the same everywhere.
+    color: Option<String>,
     /// Chars it inserted; null if it can no longer be computed.
     #[schema(minimum = 0)]
     inserted: Option<i64>,
@@ -122,10 +137,15 @@ pub struct HistoryEntry {
     deleted: Option<i64>,
 }
 
-/// A page of history, newest first.
+/// A page of history, newest first: changes (default), or op-log rows with `group=none`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct History {
-    entries: Vec<HistoryEntry>,
+    /// Rows grouped into changes (not with `group=none`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    changes: Option<Vec<Change>>,
+    /// One entry per op-log row (only with `group=none`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entries: Option<Vec<HistoryEntry>>,
     /// Pass as `before` to get the next (older) page; null on the last page.
     next_before: Option<i64>,
 }
@@ -134,12 +154,59 @@ pub struct History {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryParams {
-    /// Entries per page (1–1000, default 100).
+    /// Changes (default 20) or entries (default 100) per page, 1–1000.
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
-    /// Only entries with a sequence number below this (`next_before` of the previous page).
+    /// Only what came before this version (`next_before` of the previous page).
     #[param(minimum = 1)]
     before: Option<i64>,
+    /// `changes` (default): rows grouped by author and time; `none`: one entry per row.
+    group: Option<Grouping>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Grouping {
+    Changes,
+    None,
+}
+
+/// Rows by one author with no pause longer than this between them make one change.
+pub const CHANGE_PAUSE_MS: i64 = 30_000;
+
+/// Consecutive op-log rows by one author, none more than 30 s after the one before.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Change {
+    /// Who made it; null if unknown (then `origin` says where it came from).
+    author: Option<String>,
+    /// The author's colour (`#rrggbb`).
+    color: Option<String>,
+    /// Where its first row came from: `conn-N` (an editor) or `rest:…` (this API).
+    origin: Option<String>,
+    /// The version before it: its text is the text at `from_version`.
+    from_version: i64,
+    /// Its first and last row's versions.
+    first_version: i64,
+    last_version: i64,
+    /// How many op-log rows it holds.
+    rows: i64,
+    /// When its first and last rows came (RFC 3339, UTC).
+    #[schema(format = DateTime)]
+    started: String,
+    #[schema(format = DateTime)]
+    ended: String,
+    /// Chars its net effect inserted and deleted (typing then erasing counts for nothing); null
+    /// when the versions around it can no longer be rebuilt.
+    inserted: Option<u64>,
+    deleted: Option<u64>,
+    /// The start of what it inserted and deleted, up to 80 chars each.
+    preview: Option<Preview>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Preview {
+    inserted: String,
+    deleted: String,
 }
 
 /// The op log, newest first.
@@ -158,7 +225,9 @@ pub(super) async fn get_history(
     id: DocId,
     ApiQuery(p): ApiQuery<HistoryParams>,
 ) -> Result<Json<History>, Problem> {
-    let limit = in_range("limit", p.limit, 1, 1000, 100)?;
+    let grouping = p.group.unwrap_or(Grouping::Changes);
+    let default = if grouping == Grouping::None { 100 } else { 20 };
+    let limit = in_range("limit", p.limit, 1, 1000, default)?;
     let before = match p.before {
         Some(b) if b < 1 => {
             return Err(Problem::new(
@@ -173,6 +242,9 @@ pub(super) async fn get_history(
     };
     let id = id.valid()?;
     live_meta(&s, id).await?;
+    if grouping == Grouping::Changes {
+        return changes(&s, id, before, limit).await.map(Json);
+    }
     let rows = s
         .ctx
         .store
@@ -206,15 +278,476 @@ pub(super) async fn get_history(
                 seq: r.seq,
                 time: rfc3339(r.received_ms),
                 origin: r.origin,
+                color: r.author.as_deref().map(blame::color_of),
+                author: r.author,
                 inserted: chars.map(|c| c.0),
                 deleted: chars.map(|c| c.1),
             }
         })
         .collect();
     Ok(Json(History {
-        entries,
+        changes: None,
+        entries: Some(entries),
         next_before,
     }))
+}
+
+/// Up to `limit` changes ending before version `before`, newest first.
+async fn changes(s: &ApiState, id: &str, before: i64, limit: i64) -> Result<History, Problem> {
+    // Rows newest first, in growing batches, until the page's last change is known complete
+    // (a row of another change follows it, or the op log ends).
+    let mut groups: Vec<Vec<HistoryRow>> = Vec::new();
+    let (mut cursor, mut batch, mut exhausted) = (before, 500i64, false);
+    while !exhausted && groups.len() as i64 <= limit {
+        let rows = s
+            .ctx
+            .store
+            .history(id, cursor, batch)
+            .await
+            .map_err(store_problem)?;
+        exhausted = (rows.len() as i64) < batch;
+        batch = (batch * 4).min(100_000);
+        for row in rows {
+            cursor = row.seq;
+            let joins = groups
+                .last()
+                .and_then(|g| g.last())
+                .is_some_and(|newer| same_change(&row, newer));
+            if joins {
+                groups.last_mut().expect("joined a group").push(row);
+            } else if groups.len() as i64 == limit {
+                // The page is full and its last change complete.
+                groups.push(vec![row]);
+                break;
+            } else {
+                groups.push(vec![row]);
+            }
+        }
+    }
+    let more = groups.len() as i64 > limit;
+    groups.truncate(limit as usize);
+    let next_before = more
+        .then(|| groups.last().and_then(|g| g.last()).map(|r| r.seq))
+        .flatten();
+    // The text around every change on the page, in one replay.
+    let mut bounds: Vec<i64> = groups
+        .iter()
+        .flat_map(|g| [g.last().map_or(0, |r| r.seq - 1), g[0].seq])
+        .collect();
+    bounds.sort_unstable();
+    bounds.dedup();
+    let texts: HashMap<i64, String> = match versions::texts_at(&s.ctx.store, id, &bounds).await {
+        Ok(texts) => texts.into_iter().collect(),
+        Err(err) => {
+            tracing::debug!(doc = id, %err, "history: texts around changes unavailable");
+            HashMap::new()
+        }
+    };
+    let changes = groups
+        .into_iter()
+        .map(|g| {
+            let (newest, oldest) = (&g[0], &g[g.len() - 1]);
+            let from = oldest.seq - 1;
+            let summary = texts
+                .get(&from)
+                .zip(texts.get(&newest.seq))
+                .map(|(a, b)| summarize(a, b));
+            Change {
+                author: oldest.author.clone(),
+                color: oldest.author.as_deref().map(blame::color_of),
+                origin: oldest.origin.clone(),
+                from_version: from,
+                first_version: oldest.seq,
+                last_version: newest.seq,
+                rows: g.len() as i64,
+                started: rfc3339(oldest.received_ms),
+                ended: rfc3339(newest.received_ms),
+                inserted: summary.as_ref().map(|s| s.0),
+                deleted: summary.as_ref().map(|s| s.1),
+                preview: summary.map(|s| s.2),
+            }
+        })
+        .collect();
+    Ok(History {
+        changes: Some(changes),
+        entries: None,
+        next_before,
+    })
+}
+
+/// True when row `older` and the next row `newer` belong to one change: the same author (or,
+/// both without one, the same origin) and no pause longer than [`CHANGE_PAUSE_MS`].
+fn same_change(older: &HistoryRow, newer: &HistoryRow) -> bool {
+    change_key(newer) == change_key(older)
+        && newer.received_ms - older.received_ms <= CHANGE_PAUSE_MS
+        && newer.seq == older.seq + 1
+}
+
+/// What groups rows into one change: the author, or without one, where the row came from.
+fn change_key(row: &HistoryRow) -> (Option<&str>, Option<&str>) {
+    match &row.author {
+        Some(a) => (Some(a), None),
+        None => (None, row.origin.as_deref()),
+    }
+}
+
+const PREVIEW_CHARS: usize = 80;
+
+/// Chars inserted and deleted between two texts, and the start of each.
+fn summarize(before: &str, after: &str) -> (u64, u64, Preview) {
+    let edits = edit::diff(before, after);
+    let old: Vec<char> = before.chars().collect();
+    let (mut inserted, mut deleted) = (0u64, 0u64);
+    let (mut ins, mut del) = (String::new(), String::new());
+    // Each edit's position counts in the text the ones before it left.
+    let mut shift: i64 = 0;
+    for e in &edits {
+        let n = e.insert.chars().count() as u64;
+        inserted += n;
+        deleted += e.delete;
+        let at = (e.pos as i64 - shift).max(0) as usize;
+        if !e.insert.is_empty() {
+            clip_push(&mut ins, &e.insert);
+        }
+        if e.delete > 0 {
+            let gone: String = old.iter().skip(at).take(e.delete as usize).collect();
+            clip_push(&mut del, &gone);
+        }
+        shift += n as i64 - e.delete as i64;
+    }
+    (
+        inserted,
+        deleted,
+        Preview {
+            inserted: ins,
+            deleted: del,
+        },
+    )
+}
+
+/// Appends to a preview, "…"-separated, up to [`PREVIEW_CHARS`].
+fn clip_push(out: &mut String, part: &str) {
+    let have = out.chars().count();
+    if have >= PREVIEW_CHARS {
+        return;
+    }
+    if have > 0 {
+        out.push('…');
+    }
+    let room = PREVIEW_CHARS.saturating_sub(have + 1);
+    let mut taken: String = part.chars().take(room).collect();
+    if part.chars().count() > room {
+        taken.push('…');
+    }
+    out.push_str(&taken);
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct BlameParams {
+    /// The version to blame (default: the current one).
+    #[param(minimum = 0)]
+    version: Option<i64>,
+}
+
+/// An author of some of the text.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuthorShare {
+    /// Null for text whose author is unknown.
+    name: Option<String>,
+    color: Option<String>,
+    /// Chars of the text they typed.
+    chars: u64,
+}
+
+/// Who typed each part of the text.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Blame {
+    version: i64,
+    /// The text's length in chars (where the last span ends).
+    length: u64,
+    /// Everyone with text in it, most chars first.
+    authors: Vec<AuthorShare>,
+    /// The text from start to end as runs of one author and one version.
+    spans: Vec<blame::Span>,
+}
+
+/// Who typed each part of the text, and in which version.
+#[utoipa::path(
+    get, path = "/api/documents/{id}/blame", tag = "documents",
+    params(DocId, BlameParams),
+    responses(
+        (status = 200, description = "The text as spans by author and version", body = Blame),
+        InvalidParameters,
+        NoSuchDocument,
+        UnknownVersion,
+        DatabaseUnavailable,
+    )
+)]
+pub(super) async fn get_blame(
+    State(s): State<ApiState>,
+    id: DocId,
+    ApiQuery(p): ApiQuery<BlameParams>,
+) -> Result<Json<Blame>, Problem> {
+    let id = id.valid()?;
+    let wanted = non_negative("version", p.version)?;
+    let current = s
+        .documents
+        .request(id, |reply| ApiRequest::Info { reply })
+        .await
+        .map_err(|e| doc_problem(id, e))?
+        .version;
+    let version = match wanted {
+        Some(v) if v > current => {
+            return Err(doc_problem(
+                id,
+                DocError::UnknownVersion {
+                    version: v,
+                    current,
+                },
+            ))
+        }
+        Some(v) => v,
+        None => current,
+    };
+    let stored = s
+        .ctx
+        .store
+        .load_at(id, version)
+        .await
+        .map_err(|e| version_problem(id, e.into(), "rebuilding the version failed"))?;
+    let index = s
+        .blame
+        .get(&s.ctx.store, id, version)
+        .await
+        .map_err(store_problem)?;
+    let authors: HashMap<u64, Arc<str>> = s
+        .ctx
+        .store
+        .authors(id)
+        .await
+        .map_err(store_problem)?
+        .into_iter()
+        .map(|(client, name)| (client, Arc::from(name)))
+        .collect();
+    let doc_id = id.to_string();
+    let spans = tokio::task::spawn_blocking(move || {
+        let doc = build_doc(&doc_id, &stored);
+        blame::blame(&doc, &index, &authors)
+    })
+    .await
+    .map_err(|_| internal("computing blame"))?;
+    let mut shares: Vec<AuthorShare> = Vec::new();
+    for span in &spans {
+        let len = span.end - span.start;
+        match shares.iter_mut().find(|a| a.name == span.author) {
+            Some(a) => a.chars += len,
+            None => shares.push(AuthorShare {
+                color: span.author.as_deref().map(blame::color_of),
+                name: span.author.clone(),
+                chars: len,
+            }),
+        }
+    }
+    shares.sort_by(|a, b| b.chars.cmp(&a.chars).then(a.name.cmp(&b.name)));
+    Ok(Json(Blame {
+        version,
+        length: spans.last().map_or(0, |s| s.end),
+        authors: shares,
+        spans,
+    }))
+}
+
+/// A version to name.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NameVersion {
+    /// 1–100 chars, no control characters; unique within the document.
+    name: String,
+    /// The version to name (default: the current one).
+    #[serde(default, deserialize_with = "opt_i64")]
+    #[schema(minimum = 0)]
+    version: Option<i64>,
+}
+
+/// A named version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NamedVersionInfo {
+    name: String,
+    version: i64,
+    /// Who named it, when known.
+    author: Option<String>,
+    #[schema(format = DateTime)]
+    created: String,
+    /// Its text (only when one version is asked for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
+}
+
+impl NamedVersionInfo {
+    fn from(v: NamedVersion, with_text: bool) -> NamedVersionInfo {
+        NamedVersionInfo {
+            name: v.name,
+            version: v.version,
+            author: v.author,
+            created: rfc3339(v.created_ms),
+            text: with_text.then_some(v.text),
+        }
+    }
+}
+
+/// The document's named versions, newest version first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NamedVersions {
+    versions: Vec<NamedVersionInfo>,
+}
+
+/// Name a version (default: the current one). Its text is kept with the name, so the name
+/// outlives the op log's compaction.
+#[utoipa::path(
+    post, path = "/api/documents/{id}/versions", tag = "documents",
+    params(DocId),
+    request_body = NameVersion,
+    responses(
+        (status = 201, description = "Named", body = NamedVersionInfo),
+        (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
+        NoSuchDocument,
+        (status = 409, description = "The name is taken, or the version is unknown or compacted", body = Problem, content_type = "application/problem+json"),
+        JsonBodyRefused,
+        DatabaseUnavailable,
+    )
+)]
+pub(super) async fn post_version(
+    State(s): State<ApiState>,
+    id: DocId,
+    caller: Caller,
+    ApiJson(req): ApiJson<NameVersion>,
+) -> Result<Response, Problem> {
+    let id = id.valid()?;
+    let name = blame::check_author(&req.name)
+        .map_err(|why| Problem::bad_request(why.replace("a subject", "a version name")))?;
+    let version = non_negative("version", req.version)?;
+    let at = text_at(&s, id, version).await?;
+    let named = NamedVersion {
+        name,
+        version: at.version,
+        text: at.text,
+        author: caller.0.as_deref().map(str::to_string),
+        created_ms: crate::store::now_ms(),
+    };
+    if !s
+        .ctx
+        .store
+        .name_version(id, &named)
+        .await
+        .map_err(store_problem)?
+    {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "name-taken",
+            "Version name taken",
+            format!(
+                "document {id} already has a version named {:?}; pick another name or delete that one first",
+                named.name
+            ),
+        ));
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(NamedVersionInfo::from(named, false)),
+    )
+        .into_response())
+}
+
+/// The document's named versions.
+#[utoipa::path(
+    get, path = "/api/documents/{id}/versions", tag = "documents",
+    params(DocId),
+    responses(
+        (status = 200, description = "Named versions, newest version first", body = NamedVersions),
+        NoSuchDocument,
+        DatabaseUnavailable,
+    )
+)]
+pub(super) async fn list_versions(
+    State(s): State<ApiState>,
+    id: DocId,
+) -> Result<Json<NamedVersions>, Problem> {
+    let id = id.valid()?;
+    live_meta(&s, id).await?;
+    let versions = s
+        .ctx
+        .store
+        .named_versions(id, None)
+        .await
+        .map_err(store_problem)?
+        .into_iter()
+        .map(|v| NamedVersionInfo::from(v, false))
+        .collect();
+    Ok(Json(NamedVersions { versions }))
+}
+
+/// A named version: `{id}` is the document, `{name}` the version's name.
+#[derive(Debug, Deserialize)]
+pub(super) struct VersionPath {
+    id: String,
+    name: String,
+}
+
+async fn named(s: &ApiState, id: &str, name: &str) -> Result<NamedVersion, Problem> {
+    live_meta(s, id).await?;
+    s.ctx
+        .store
+        .named_versions(id, Some(name))
+        .await
+        .map_err(store_problem)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Problem::not_found(format!("document {id} has no version named {name:?}")))
+}
+
+/// One named version, with its text.
+#[utoipa::path(
+    get, path = "/api/documents/{id}/versions/{name}", tag = "documents",
+    params(DocId, ("name" = String, Path, description = "The version's name")),
+    responses(
+        (status = 200, description = "The version and its text", body = NamedVersionInfo),
+        (status = 404, description = "No such document or version name", body = Problem, content_type = "application/problem+json"),
+        DatabaseUnavailable,
+    )
+)]
+pub(super) async fn get_version(
+    State(s): State<ApiState>,
+    Path(p): Path<VersionPath>,
+) -> Result<Json<NamedVersionInfo>, Problem> {
+    check_id(&p.id)?;
+    let v = named(&s, &p.id, &p.name).await?;
+    Ok(Json(NamedVersionInfo::from(v, true)))
+}
+
+/// Remove a version's name (the document's history is untouched).
+#[utoipa::path(
+    delete, path = "/api/documents/{id}/versions/{name}", tag = "documents",
+    params(DocId, ("name" = String, Path, description = "The version's name")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No such document or version name", body = Problem, content_type = "application/problem+json"),
+        DatabaseUnavailable,
+    )
+)]
+pub(super) async fn delete_version(
+    State(s): State<ApiState>,
+    Path(p): Path<VersionPath>,
+) -> Result<StatusCode, Problem> {
+    check_id(&p.id)?;
+    named(&s, &p.id, &p.name).await?;
+    s.ctx
+        .store
+        .unname_version(&p.id, &p.name)
+        .await
+        .map_err(store_problem)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Make the text what it was at a version, as new edits (history is kept).
@@ -234,12 +767,68 @@ pub(super) async fn get_history(
 pub(super) async fn post_restore(
     State(s): State<ApiState>,
     id: DocId,
+    caller: Caller,
     ApiJson(req): ApiJson<RestoreRequest>,
 ) -> Result<Json<ChangeResult>, Problem> {
     let id = id.valid()?;
-    let version = non_negative("version", Some(req.version))?;
-    let old = text_at(&s, id, version).await?;
-    replace_text(&s, id, old.text, ORIGIN_RESTORE)
+    let text = match (req.version, req.name) {
+        (Some(version), None) => {
+            let version = non_negative("version", Some(version))?;
+            text_at(&s, id, version).await?.text
+        }
+        (None, Some(name)) => named(&s, id, &name).await?.text,
+        _ => return Err(Problem::bad_request("give either version or name")),
+    };
+    replace_text(&s, id, text, caller.source(ORIGIN_RESTORE))
         .await
         .map(Json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(seq: i64, ms: i64, author: Option<&str>, origin: &str) -> HistoryRow {
+        HistoryRow {
+            seq,
+            received_ms: ms,
+            origin: Some(origin.into()),
+            author: author.map(str::to_string),
+            chars: None,
+        }
+    }
+
+    #[test]
+    fn changes_split_at_a_pause_another_author_or_origin() {
+        let a = row(1, 1_000, Some("ada"), "conn-1");
+        // 30 s later: still the same change; a millisecond more: a new one.
+        assert!(same_change(&a, &row(2, 31_000, Some("ada"), "conn-1")));
+        assert!(!same_change(&a, &row(2, 31_001, Some("ada"), "conn-1")));
+        // Another author, even at once.
+        assert!(!same_change(&a, &row(2, 1_000, Some("bob"), "conn-1")));
+        // The author decides, not the connection (a reconnect, or REST then an editor).
+        assert!(same_change(&a, &row(2, 2_000, Some("ada"), "rest:edits")));
+        // Without authors the origin does.
+        let anon = row(1, 1_000, None, "conn-1");
+        assert!(same_change(&anon, &row(2, 2_000, None, "conn-1")));
+        assert!(!same_change(&anon, &row(2, 2_000, None, "conn-2")));
+        assert!(!same_change(&anon, &row(2, 2_000, Some("ada"), "conn-1")));
+        // Rows compacted away between them: not one change.
+        assert!(!same_change(&a, &row(3, 2_000, Some("ada"), "conn-1")));
+    }
+
+    #[test]
+    fn summaries_show_the_net_change() {
+        let (ins, del, p) = summarize("Hello world", "Hello, dear world!");
+        assert_eq!((ins, del), (7, 0));
+        // Pieces joined by "…", as the char diff found them.
+        assert_eq!(p.inserted.replace('…', "").chars().count(), 7, "{p:?}");
+        assert!(p.inserted.ends_with('!') && p.deleted.is_empty(), "{p:?}");
+        let (ins, del, p) = summarize("abc def ghi", "abc ghi");
+        assert_eq!((ins, del, p.deleted.as_str()), (0, 4, "def "));
+        let long = "x".repeat(200);
+        let (_, _, p) = summarize("", &long);
+        assert_eq!(p.inserted.chars().count(), PREVIEW_CHARS);
+        assert!(p.inserted.ends_with('…'));
+    }
 }

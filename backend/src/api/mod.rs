@@ -57,6 +57,8 @@ const NEW_ID_LEN: usize = 22;
 struct ApiState {
     ctx: Arc<Context>,
     documents: Arc<Documents>,
+    /// Blame indexes of recently blamed documents.
+    blame: Arc<crate::blame::IndexCache>,
 }
 
 /// The `/api` routes, to be nested under `/api`, with their body limit and problem responses.
@@ -86,6 +88,15 @@ pub fn router<S: Clone + Send + Sync + 'static>(
         .route("/documents/{id}/history", get(history::get_history))
         .route("/documents/{id}/restore", post(history::post_restore))
         .route("/documents/{id}/diff", get(history::get_diff))
+        .route("/documents/{id}/blame", get(history::get_blame))
+        .route(
+            "/documents/{id}/versions",
+            post(history::post_version).get(history::list_versions),
+        )
+        .route(
+            "/documents/{id}/versions/{name}",
+            get(history::get_version).delete(history::delete_version),
+        )
         .route("/documents/{id}/search", get(search::search))
         .route("/documents/{id}/complete", get(search::complete))
         .route(
@@ -96,7 +107,11 @@ pub fn router<S: Clone + Send + Sync + 'static>(
         .route("/tokens/revoke", post(tokens::revoke_token))
         .route("/openapi.json", get(openapi_json))
         .fallback(|| async { Problem::not_found("no such API endpoint: see /api/openapi.json") })
-        .with_state(ApiState { ctx, documents })
+        .with_state(ApiState {
+            ctx,
+            documents,
+            blame: Arc::default(),
+        })
         // Extractors get the same limit as the layer (axum's own default is 2 MB).
         .layer(DefaultBodyLimit::max(limit))
         .layer(RequestBodyLimitLayer::new(limit))
@@ -192,6 +207,11 @@ needs none.",
         history::get_history,
         history::post_restore,
         history::get_diff,
+        history::get_blame,
+        history::post_version,
+        history::list_versions,
+        history::get_version,
+        history::delete_version,
         search::search,
         search::complete,
         yjs::get_update,

@@ -12,8 +12,9 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{non_negative, opt_i64, require_content_type, DocId};
+use super::extract::{non_negative, opt_i64, require_content_type, Caller, DocId};
 use super::{doc_problem, etag, version_problem, ApiState};
+use crate::document::Source;
 use crate::document::{ApiRequest, Applied, DocError, TextAt};
 use crate::edit::Edit;
 use crate::problem::{
@@ -118,6 +119,7 @@ pub(super) async fn get_text(
 pub(super) async fn put_text(
     State(s): State<ApiState>,
     id: DocId,
+    caller: Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<ChangeResult>, Problem> {
@@ -125,7 +127,9 @@ pub(super) async fn put_text(
     require_content_type(&headers, "text/", "text/plain")?;
     let text = String::from_utf8(body.to_vec())
         .map_err(|e| Problem::bad_request(format!("the body is not UTF-8 text: {e}")))?;
-    replace_text(&s, id, text, ORIGIN_TEXT).await.map(Json)
+    replace_text(&s, id, text, caller.source(ORIGIN_TEXT))
+        .await
+        .map(Json)
 }
 
 /// Apply edits, on the current version or an older one.
@@ -145,6 +149,7 @@ pub(super) async fn put_text(
 pub(super) async fn post_edits(
     State(s): State<ApiState>,
     id: DocId,
+    caller: Caller,
     ApiJson(req): ApiJson<EditRequest>,
 ) -> Result<Json<ChangeResult>, Problem> {
     let id = id.valid()?;
@@ -155,7 +160,7 @@ pub(super) async fn post_edits(
         .request(id, |reply| ApiRequest::Edits {
             version,
             edits: edits.clone(),
-            origin: ORIGIN_EDITS,
+            source: caller.source(ORIGIN_EDITS),
             reply,
         })
         .await;
@@ -169,7 +174,7 @@ pub(super) async fn post_edits(
             s.documents
                 .request(id, |reply| ApiRequest::Update {
                     update: update.clone(),
-                    origin: ORIGIN_EDITS,
+                    source: caller.source(ORIGIN_EDITS),
                     reply,
                 })
                 .await
@@ -210,13 +215,13 @@ pub(super) async fn replace_text(
     s: &ApiState,
     id: &str,
     text: String,
-    origin: &'static str,
+    source: Source,
 ) -> Result<ChangeResult, Problem> {
     let text = Arc::new(text);
     s.documents
         .request(id, |reply| ApiRequest::ReplaceText {
             text: (*text).clone(),
-            origin,
+            source: source.clone(),
             reply,
         })
         .await

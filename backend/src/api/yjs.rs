@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::extract::{require_content_type, DocId};
+use super::extract::{require_content_type, Caller, DocId};
 use super::text::ChangeResult;
 use super::{doc_problem, etag, ApiState};
 use crate::document::ApiRequest;
@@ -63,6 +63,7 @@ pub(super) async fn get_update(State(s): State<ApiState>, id: DocId) -> Result<R
 pub(super) async fn post_update(
     State(s): State<ApiState>,
     id: DocId,
+    caller: Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<ChangeResult>, Problem> {
@@ -84,7 +85,7 @@ pub(super) async fn post_update(
     s.documents
         .request(id, |reply| ApiRequest::Update {
             update: update.clone(),
-            origin: ORIGIN_UPDATE,
+            source: caller.source(ORIGIN_UPDATE),
             reply,
         })
         .await

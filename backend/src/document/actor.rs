@@ -298,6 +298,7 @@ impl Actor {
                 conn,
                 out,
                 kick,
+                author,
                 ack,
             } => {
                 self.conns.insert(
@@ -307,7 +308,7 @@ impl Actor {
                         kick: Some(kick),
                     },
                 );
-                self.replica().join(conn);
+                self.replica().join(conn, author);
                 self.idle_since = None;
                 let _ = ack.send(Ok(()));
             }
@@ -435,26 +436,26 @@ impl Actor {
             ApiRequest::Edits {
                 version,
                 edits,
-                origin,
+                source,
                 reply,
             } => {
-                let result = replica.edit(version, &edits, origin);
+                let result = replica.edit(version, &edits, source);
                 self.reply(reply, result);
             }
             ApiRequest::ReplaceText {
                 text,
-                origin,
+                source,
                 reply,
             } => {
-                let result = replica.replace_text(&text, origin);
+                let result = replica.replace_text(&text, source);
                 self.reply(reply, result);
             }
             ApiRequest::Update {
                 update,
-                origin,
+                source,
                 reply,
             } => {
-                let result = replica.apply_update(update, origin);
+                let result = replica.apply_update(update, source);
                 self.reply(reply, result);
             }
             ApiRequest::EncodeState { reply } => {
@@ -664,6 +665,13 @@ impl Actor {
     /// provisional version and how far the commit moved it, or `None` when the document was
     /// deleted meanwhile.
     async fn commit(&mut self) -> Option<(i64, i64)> {
+        let authors = self.replica().take_authors();
+        if !authors.is_empty() {
+            if let Err(err) = self.ctx.store.set_authors(&self.id, &authors).await {
+                // Names, not edits: blame shows those clients' text as unattributed.
+                tracing::warn!(doc = %self.id, %err, "could not store authors");
+            }
+        }
         let replica = self.replica();
         let ops = replica.take_ops();
         let Some(first) = ops.first() else {

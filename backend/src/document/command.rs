@@ -40,6 +40,8 @@ pub enum Command {
         conn: ConnId,
         out: mpsc::Sender<Bytes>,
         kick: oneshot::Sender<CloseReason>,
+        /// Its token's subject, which names its rows.
+        author: Option<Arc<str>>,
         ack: oneshot::Sender<Result<(), CloseReason>>,
     },
     Leave {
@@ -60,6 +62,23 @@ pub enum Command {
     Peer(PeerMessage),
 }
 
+/// Where a REST change comes from: its op-log row's origin (`rest:…`) and author (the token's
+/// subject, when there is one).
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub origin: &'static str,
+    pub author: Option<Arc<str>>,
+}
+
+impl From<&'static str> for Source {
+    fn from(origin: &'static str) -> Source {
+        Source {
+            origin,
+            author: None,
+        }
+    }
+}
+
 /// The answer to an [`ApiRequest`].
 pub type Reply<T> = oneshot::Sender<Result<T, DocError>>;
 
@@ -75,19 +94,19 @@ pub enum ApiRequest {
     Edits {
         version: Option<i64>,
         edits: Vec<Edit>,
-        origin: &'static str,
+        source: Source,
         reply: Reply<Applied>,
     },
     /// Makes the text equal to `text` with a minimal edit script.
     ReplaceText {
         text: String,
-        origin: &'static str,
+        source: Source,
         reply: Reply<Applied>,
     },
     /// Applies a Yjs update (v1), as if a client had sent it.
     Update {
         update: Vec<u8>,
-        origin: &'static str,
+        source: Source,
         reply: Reply<Applied>,
     },
     /// The whole document as one update (v1), and its version.

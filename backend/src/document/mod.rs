@@ -15,7 +15,7 @@ mod replica;
 pub(crate) use actor::Actor;
 pub use command::{
     ApiRequest, Applied, CloseReason, Command, ConnId, DocError, PeerMessage, Reply, SearchHit,
-    SearchResult, TextAt,
+    SearchResult, Source, TextAt,
 };
 pub use replica::{build_doc, load_doc, server_doc, Outbox, Replica, ReplicaLimits, Target};
 

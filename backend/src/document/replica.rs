@@ -29,9 +29,13 @@ use editor_core::search::Searcher;
 use editor_core::TextBuffer;
 use yrs::sync::{Awareness, AwarenessUpdate};
 use yrs::updates::decoder::Decode;
-use yrs::{ClientID, Doc, Options, ReadTxn, StateVector, Transact, Update};
+use yrs::updates::encoder::Encode;
+use yrs::{ClientID, Doc, IdSet, Options, ReadTxn, StateVector, Transact, Update};
 
-use super::command::{Applied, CloseReason, ConnId, DocError, SearchHit, SearchResult, TextAt};
+use super::command::{
+    Applied, CloseReason, ConnId, DocError, SearchHit, SearchResult, Source, TextAt,
+};
+use crate::blame::awareness_name;
 use crate::edit::{self, Edit};
 use crate::limits::WorkDebt;
 use crate::metrics::{self, Limit};
@@ -71,6 +75,9 @@ struct Peer {
     joined_at: usize,
     /// Time its updates cost beyond their size's allowance (`limits::WorkDebt`).
     work: WorkDebt,
+    /// Who it is: its token's subject (`verified`), or the name its awareness publishes.
+    author: Option<Arc<str>>,
+    verified: bool,
 }
 
 /// The frames a round produced, with who was connected when they were taken.
@@ -145,6 +152,10 @@ pub struct Replica {
     approx_bytes: u64,
     ops_since_snapshot: u64,
     bytes_since_snapshot: u64,
+    /// Yjs client ids and their authors, as learned this session (`new_authors`: not yet
+    /// stored).
+    authors: HashMap<ClientID, Arc<str>>,
+    new_authors: Vec<(ClientID, Arc<str>)>,
 }
 
 impl Replica {
@@ -168,6 +179,8 @@ impl Replica {
             approx_bytes: 0,
             ops_since_snapshot: 0,
             bytes_since_snapshot: 0,
+            authors: HashMap::new(),
+            new_authors: Vec::new(),
         };
         replica.install(stored);
         replica
@@ -223,8 +236,9 @@ impl Replica {
         !self.ops.is_empty()
     }
 
-    /// Attaches a connection: it is sent the replica's SyncStep1 and who is present.
-    pub fn join(&mut self, conn: ConnId) {
+    /// Attaches a connection: it is sent the replica's SyncStep1 and who is present. `author`:
+    /// its token's subject, which then names its rows whatever its awareness says.
+    pub fn join(&mut self, conn: ConnId, author: Option<Arc<str>>) {
         let sv = self.awareness.doc().transact().state_vector();
         self.peers.insert(
             conn,
@@ -232,6 +246,8 @@ impl Replica {
                 clients: HashSet::new(),
                 joined_at: self.outbox.len(),
                 work: WorkDebt::new(Instant::now()),
+                verified: author.is_some(),
+                author,
             },
         );
         self.outbox
@@ -327,8 +343,28 @@ impl Replica {
                 .push((Target::One(conn), protocol::permission_denied(&why)));
             return;
         }
+        let inserted = update.insertions(true);
         match self.integrate(&bytes, update) {
-            Ok(true) => self.record(bytes, format!("conn-{conn}"), Target::AllBut(conn), None),
+            Ok(true) => {
+                let author = self.peers.get(&conn).and_then(|p| p.author.clone());
+                if let Some(author) = &author {
+                    // Clients that never published a name are known by their connection's.
+                    for (client, _) in inserted.iter() {
+                        if !self.authors.contains_key(client) {
+                            self.learn_author(*client, author.clone());
+                        }
+                    }
+                }
+                let origin = format!("conn-{conn}");
+                self.record(
+                    bytes,
+                    origin,
+                    Target::AllBut(conn),
+                    None,
+                    author,
+                    Some(inserted),
+                );
+            }
             Ok(false) => {}
             Err(Rejected::Invalid(err)) => {
                 self.kick(
@@ -373,14 +409,24 @@ impl Replica {
         if update.clients.is_empty() {
             return;
         }
+        let mut named = Vec::new();
         if let Some(peer) = self.peers.get_mut(&conn) {
             for (id, entry) in &update.clients {
                 if &*entry.json == "null" {
                     peer.clients.remove(id);
                 } else {
                     peer.clients.insert(*id);
+                    if let Some(name) = awareness_name(&entry.json) {
+                        if !peer.verified {
+                            peer.author = Some(name.clone());
+                        }
+                        named.push((*id, peer.author.clone().unwrap_or(name)));
+                    }
                 }
             }
+        }
+        for (id, author) in named {
+            self.learn_author(id, author);
         }
         if let Err(err) = self.awareness.apply_update(update.clone()) {
             self.kick(
@@ -532,10 +578,37 @@ impl Replica {
         }
     }
 
+    /// Records that Yjs client `client` types for `author` (stored after the round's commit).
+    fn learn_author(&mut self, client: ClientID, author: Arc<str>) {
+        if self.authors.get(&client) != Some(&author) {
+            self.authors.insert(client, author.clone());
+            self.new_authors.push((client, author));
+        }
+    }
+
+    /// Client ids whose author was learned since the last call, to store.
+    pub fn take_authors(&mut self) -> Vec<(u64, Arc<str>)> {
+        std::mem::take(&mut self.new_authors)
+            .into_iter()
+            .map(|(client, author)| (client.get(), author))
+            .collect()
+    }
+
     /// Adds an applied update to the round: a new op-log row, relayed to `relay` after commit.
     /// `chars`: what it inserted and deleted, when known without walking the text (history
-    /// computes the rest by replay).
-    fn record(&mut self, bytes: Vec<u8>, origin: String, relay: Target, chars: Option<(u64, u64)>) {
+    /// computes the rest by replay). `inserted`: its Yjs ids, when already decoded.
+    fn record(
+        &mut self,
+        bytes: Vec<u8>,
+        origin: String,
+        relay: Target,
+        chars: Option<(u64, u64)>,
+        author: Option<Arc<str>>,
+        inserted: Option<IdSet>,
+    ) {
+        let inserted = inserted
+            .or_else(|| Update::decode_v1(&bytes).ok().map(|u| u.insertions(true)))
+            .map(|ids| ids.encode_v1());
         self.last_seq += 1;
         self.ops_since_snapshot += 1;
         self.bytes_since_snapshot += bytes.len() as u64;
@@ -547,6 +620,8 @@ impl Replica {
             update_v1: bytes,
             origin: Some(origin),
             chars,
+            author,
+            inserted,
         });
         self.outbox.push((relay, frame));
     }
@@ -732,25 +807,29 @@ impl Replica {
         &mut self,
         version: Option<i64>,
         edits: &[Edit],
-        origin: &str,
+        source: impl Into<Source>,
     ) -> Result<Applied, DocError> {
         self.check_version(version)?;
         let inserted: usize = edits.iter().map(|e| e.insert.len()).sum();
         self.check_size(inserted)?;
-        self.edit_locally(edits, origin)
+        self.edit_locally(edits, source.into())
     }
 
     /// Makes the text equal to `text` with a minimal edit script.
-    pub fn replace_text(&mut self, text: &str, origin: &str) -> Result<Applied, DocError> {
+    pub fn replace_text(
+        &mut self,
+        text: &str,
+        source: impl Into<Source>,
+    ) -> Result<Applied, DocError> {
         self.sync_mirror();
         let edits = edit::diff(&self.mirror.text(), text);
         let inserted: usize = edits.iter().map(|e| e.insert.len()).sum();
         self.check_size(inserted)?;
-        self.edit_locally(&edits, origin)
+        self.edit_locally(&edits, source.into())
     }
 
     /// Applies edits checked against the mirror; the same edits keep the mirror in sync.
-    fn edit_locally(&mut self, edits: &[Edit], origin: &str) -> Result<Applied, DocError> {
+    fn edit_locally(&mut self, edits: &[Edit], source: Source) -> Result<Applied, DocError> {
         self.sync_mirror();
         let planned = edit::plan(self.mirror.buffer(), edits)?;
         if planned.is_empty() {
@@ -769,9 +848,11 @@ impl Replica {
                 let deleted = edits.iter().map(|e| e.delete).sum();
                 self.record(
                     update,
-                    origin.to_string(),
+                    source.origin.to_string(),
                     Target::All,
                     Some((inserted, deleted)),
+                    source.author,
+                    None,
                 );
                 for e in edits {
                     self.mirror.apply_edit(e);
@@ -791,7 +872,12 @@ impl Replica {
     }
 
     /// Applies a Yjs update (v1) as if a client had sent it, relayed to every connection.
-    pub fn apply_update(&mut self, update: Vec<u8>, origin: &str) -> Result<Applied, DocError> {
+    pub fn apply_update(
+        &mut self,
+        update: Vec<u8>,
+        source: impl Into<Source>,
+    ) -> Result<Applied, DocError> {
+        let source = source.into();
         let decoded = catch_unwind(|| crate::protocol::decode_update(&update))
             .map_err(|_| "the decoder panicked on it".to_string())
             .and_then(|r| r.map_err(|e| e.to_string()))
@@ -800,7 +886,8 @@ impl Replica {
         match self.integrate(&update, decoded) {
             Ok(changed) => {
                 if changed {
-                    self.record(update, origin.to_string(), Target::All, None);
+                    let origin = source.origin.to_string();
+                    self.record(update, origin, Target::All, None, source.author, None);
                 }
                 Ok(self.info())
             }

@@ -61,7 +61,7 @@ fn messages(frames: &[Bytes]) -> Vec<Message> {
 #[test]
 fn join_queues_sync_step1_for_that_connection_only() {
     let mut r = replica();
-    r.join(1);
+    r.join(1, None);
     let out = delivered(&r.take_outbox());
     assert_eq!(out.len(), 1, "only the joiner gets frames: {out:?}");
     let msgs = messages(&out[&1]);
@@ -74,9 +74,9 @@ fn join_queues_sync_step1_for_that_connection_only() {
 #[test]
 fn an_update_becomes_one_row_relayed_to_everyone_else() {
     let mut r = replica();
-    r.join(1);
-    r.join(2);
-    r.join(3);
+    r.join(1, None);
+    r.join(2, None);
+    r.join(3, None);
     r.take_outbox();
     let update = client_update(7, r.doc(), 0, "hello");
     r.receive(1, incoming_update(update.clone()));
@@ -104,8 +104,8 @@ fn an_update_becomes_one_row_relayed_to_everyone_else() {
 #[test]
 fn a_resent_update_makes_no_row_and_no_relay() {
     let mut r = replica();
-    r.join(1);
-    r.join(2);
+    r.join(1, None);
+    r.join(2, None);
     let update = client_update(7, r.doc(), 0, "x");
     r.receive(1, incoming_update(update.clone()));
     r.take_ops();
@@ -119,10 +119,10 @@ fn a_resent_update_makes_no_row_and_no_relay() {
 #[test]
 fn a_connection_joining_after_an_update_gets_it_only_through_its_sync() {
     let mut r = replica();
-    r.join(1);
+    r.join(1, None);
     r.take_outbox();
     r.receive(1, incoming_update(client_update(7, r.doc(), 0, "early")));
-    r.join(2);
+    r.join(2, None);
     let out = delivered(&r.take_outbox());
     let msgs = messages(&out[&2]);
     // Its SyncStep1 only: the relay queued before it joined is not for it.
@@ -156,13 +156,13 @@ fn an_out_of_order_update_is_stored_held_and_sent_to_syncing_peers_as_it_came() 
         .unwrap();
     let second = client_update(9, &base, 2, "cd");
     let mut r = replica();
-    r.join(1);
+    r.join(1, None);
     r.receive(1, incoming_update(second.clone()));
     assert_eq!(r.take_ops().len(), 1, "a held update is stored at once");
     assert!(r.has_pending());
     assert!(r.snapshot_due().is_none() && r.final_snapshot().is_none());
     r.take_outbox();
-    r.join(2);
+    r.join(2, None);
     r.receive(2, Incoming::SyncStep1(StateVector::default()));
     let msgs = messages(&delivered(&r.take_outbox())[&2]);
     assert!(
@@ -179,8 +179,8 @@ fn an_out_of_order_update_is_stored_held_and_sent_to_syncing_peers_as_it_came() 
 #[test]
 fn an_update_yrs_refuses_closes_its_connection_and_nothing_is_stored() {
     let mut r = replica();
-    r.join(1);
-    r.join(2);
+    r.join(1, None);
+    r.join(2, None);
     r.receive(1, incoming_update(client_update(9, r.doc(), 0, "abc")));
     r.take_ops();
     r.take_outbox();
@@ -211,7 +211,7 @@ fn an_update_yrs_refuses_closes_its_connection_and_nothing_is_stored() {
 #[test]
 fn messages_from_a_connection_that_left_are_ignored() {
     let mut r = replica();
-    r.join(1);
+    r.join(1, None);
     let update = client_update(7, r.doc(), 0, "x");
     r.leave(1);
     r.receive(1, incoming_update(update));
@@ -222,8 +222,8 @@ fn messages_from_a_connection_that_left_are_ignored() {
 #[test]
 fn presence_is_relayed_to_all_and_removed_when_its_connection_leaves() {
     let mut r = replica();
-    r.join(1);
-    r.join(2);
+    r.join(1, None);
+    r.join(2, None);
     r.take_outbox();
     let mut client = Awareness::new(quire_wire::new_doc_with_client_id(ClientID::new(42)));
     client.set_local_state(r#"{"user":"ann"}"#).unwrap();
@@ -251,8 +251,8 @@ fn presence_is_relayed_to_all_and_removed_when_its_connection_leaves() {
 #[test]
 fn a_connection_cannot_speak_for_another_connections_client() {
     let mut r = replica();
-    r.join(1);
-    r.join(2);
+    r.join(1, None);
+    r.join(2, None);
     let mut ann = Awareness::new(quire_wire::new_doc_with_client_id(ClientID::new(42)));
     ann.set_local_state(r#"{"user":"ann"}"#).unwrap();
     r.receive(1, Incoming::Awareness(ann.update().unwrap()));
@@ -288,7 +288,7 @@ fn a_connection_cannot_speak_for_another_connections_client() {
     removal.clients.get_mut(&ClientID::new(42)).unwrap().json = "null".into();
     r.receive(2, Incoming::Awareness(removal));
     assert!(r.take_outbox().is_empty(), "nothing relayed");
-    r.join(3);
+    r.join(3, None);
     r.receive(3, Incoming::AwarenessQuery);
     let out = delivered(&r.take_outbox());
     let seen: Vec<String> = messages(&out[&3])
@@ -324,7 +324,7 @@ fn a_connection_cannot_speak_for_another_connections_client() {
 #[test]
 fn presence_not_renewed_expires() {
     let mut r = replica();
-    r.join(1);
+    r.join(1, None);
     let mut client = Awareness::new(quire_wire::new_doc_with_client_id(ClientID::new(42)));
     client.set_local_state(r#"{"user":"ann"}"#).unwrap();
     r.receive(1, Incoming::Awareness(client.update().unwrap()));
@@ -346,7 +346,7 @@ fn presence_not_renewed_expires() {
 #[test]
 fn rest_edits_are_checked_recorded_and_relayed_to_everyone() {
     let mut r = replica();
-    r.join(1);
+    r.join(1, None);
     r.take_outbox();
     let applied = r
         .edit(
@@ -404,7 +404,7 @@ fn the_size_limit_refuses_without_closing() {
         ..ReplicaLimits::default()
     };
     let mut r = Replica::load(Arc::from("doc"), &StoredDoc::default(), limits);
-    r.join(1);
+    r.join(1, None);
     r.take_outbox();
     let big = client_update(7, r.doc(), 0, &"x".repeat(100));
     r.receive(1, incoming_update(big));
@@ -432,7 +432,7 @@ fn the_size_limit_refuses_without_closing() {
 #[test]
 fn rows_and_snapshots_reload_to_the_same_document() {
     let mut r = replica();
-    r.join(1);
+    r.join(1, None);
     for (i, word) in ["one ", "two ", "three"].into_iter().enumerate() {
         let len = r.text(None).unwrap().text.chars().count() as u32;
         r.receive(
@@ -484,7 +484,7 @@ fn a_snapshot_is_due_past_the_thresholds() {
         ..ReplicaLimits::default()
     };
     let mut r = Replica::load(Arc::from("doc"), &StoredDoc::default(), limits);
-    r.join(1);
+    r.join(1, None);
     r.receive(1, incoming_update(client_update(7, r.doc(), 0, "a")));
     assert!(r.snapshot_due().is_none());
     r.receive(1, incoming_update(client_update(8, r.doc(), 1, "b")));
@@ -496,8 +496,8 @@ fn a_snapshot_is_due_past_the_thresholds() {
 #[test]
 fn an_awareness_query_is_answered_to_the_asker() {
     let mut r = replica();
-    r.join(1);
-    r.join(2);
+    r.join(1, None);
+    r.join(2, None);
     r.take_outbox();
     r.receive(1, Incoming::AwarenessQuery);
     let out = delivered(&r.take_outbox());
