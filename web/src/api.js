@@ -94,6 +94,22 @@ export const api = {
     const body = await request('GET', `/documents/${enc(id)}/history`, { query: { limit, before, group: 'none' } })
     return normalizeList(body, ['entries'])
   },
+  /** Changes (rows grouped by author and time), newest first: `{ items, next }`. */
+  async changes (id, { limit = 30, before } = {}) {
+    const body = await request('GET', `/documents/${enc(id)}/history`, { query: { limit, before } })
+    return normalizeList(body, ['changes'])
+  },
+  /** Named versions, newest version first. */
+  async namedVersions (id) {
+    return (await request('GET', `/documents/${enc(id)}/versions`)).versions ?? []
+  },
+  nameVersion (id, name, version) {
+    return request('POST', `/documents/${enc(id)}/versions`, { json: { name, version } })
+  },
+  /** Who typed each part of the text: `{ version, length, authors, spans }`. */
+  blame (id, version) {
+    return request('GET', `/documents/${enc(id)}/blame`, { query: { version } })
+  },
   restore (id, version) {
     return request('POST', `/documents/${enc(id)}/restore`, { json: { version } })
   },

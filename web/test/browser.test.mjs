@@ -353,7 +353,7 @@ describe('the browser editor', { timeout: 150_000 }, () => {
     })
   })
 
-  it('the history panel steps through versions, shows old text, and restores it', { timeout: TEST_TIMEOUT }, async () => {
+  it('the history panel lists changes by author, scrubs versions, names one, and restores it', { timeout: TEST_TIMEOUT }, async () => {
     await withServer('history', async (server) => {
       const doc = await server.createDocument('History', 'one')
       for (const text of ['one two', 'one two three']) {
@@ -365,24 +365,41 @@ describe('the browser editor', { timeout: 150_000 }, () => {
         const page = alice.page
         await openDocument(alice, doc.id)
         assert.equal(await pageText(page), 'one two three')
+        // Alice types: her change carries the name her editor publishes.
+        await page.evaluate(() => window.quire.view.dispatch({ selection: { anchor: window.quire.view.state.doc.length } }))
+        await page.keyboard.type('!')
+        await until('the server has Alice\'s edit', async () => (await server.text(doc.id)) === 'one two three!')
         await page.locator('[data-action=history]').click()
         const entries = page.locator('.versions .version[data-seq]')
-        await until('three versions are listed', async () => (await entries.count()) >= 3)
-        const seqs = (await entries.evaluateAll((els) => els.map((e) => Number(e.dataset.seq))))
-        const oldest = Math.min(...seqs)
+        // Changes: Alice's, the two text replacements (one origin, no pause), the creation.
+        await until('three changes are listed', async () => (await entries.count()) === 3)
+        const authors = await page.locator('.versions .v-author').allTextContents()
+        assert.equal(authors[0], 'Alice', `the newest change is Alice's: ${authors}`)
+        const seqs = await entries.evaluateAll((els) => els.map((e) => Number(e.dataset.seq)))
+        assert.deepEqual(seqs, [4, 3, 1])
+        assert.match(await entries.nth(1).textContent(), /#2–3/)
 
         const viewer = page.locator('.version-view .cm-content')
-        await page.locator(`.version[data-seq="${oldest}"]`).click()
+        await page.locator('.version[data-seq="1"]').click()
         await until('the oldest version is shown', async () => (await viewer.textContent()) === 'one')
         assert.ok(await page.locator('.editor').isHidden(), 'the live editor is replaced while viewing a version')
-        assert.match(await page.locator('.banner.viewing').textContent(), new RegExp(`Version #${oldest}`))
-
+        assert.match(await page.locator('.banner.viewing').textContent(), /Version #1/)
         await page.getByRole('button', { name: 'Newer ▶' }).click()
-        await until('the next version is shown', async () => (await viewer.textContent()) === 'one two')
+        await until('the next change is shown', async () => (await viewer.textContent()) === 'one two three')
         await page.getByRole('button', { name: '◀ Older' }).click()
         await until('back to the oldest', async () => (await viewer.textContent()) === 'one')
-        await page.getByRole('button', { name: 'Newer ▶' }).click()
-        await until('the next version again', async () => (await viewer.textContent()) === 'one two')
+
+        // The slider reaches every version, also inside a change.
+        await page.locator('.time-slider').evaluate((el) => { el.value = '2'; el.dispatchEvent(new Event('input', { bubbles: true })) })
+        await until('version 2 is shown', async () => (await viewer.textContent()) === 'one two')
+        assert.match(await page.locator('.banner.viewing').textContent(), /Version #2/)
+
+        // Name it; named versions come first.
+        await page.locator('.version-name').fill('second draft')
+        await page.locator('.name-form button[type=submit]').click()
+        await page.locator('.version.named[data-named="second draft"]').waitFor({ timeout: 5000 })
+        const named = await server.api('GET', `/api/documents/${doc.id}/versions`)
+        assert.deepEqual(named.body.versions.map((v) => [v.name, v.version]), [['second draft', 2]])
 
         await page.getByRole('button', { name: 'Restore this version' }).click()
         await waitPageText(page, 'one two')
