@@ -32,6 +32,8 @@ pub struct Context {
     pub auth: Arc<Auth>,
     /// WebSocket connections per client IP.
     pub ip_limiter: IpLimiter,
+    /// Committed versions, for the change feed's waiters.
+    pub feed: crate::feed::Feed,
 }
 
 impl Context {
@@ -54,6 +56,7 @@ impl Context {
             connections: TaskTracker::new(),
             auth,
             ip_limiter: IpLimiter::default(),
+            feed: crate::feed::Feed::default(),
         }
     }
 

@@ -31,6 +31,8 @@
 //!   text by an observer (REST reads, search and autocomplete never walk the CRDT).
 //! - [`holdback`]: (crate quire-holdback) out-of-order updates held back until yrs can take
 //!   them in causal order; what a syncing peer gets besides the integrated state.
+//! - [`feed`]: committed versions of documents, for the change feed's long polls and event
+//!   streams and for the webhooks.
 //! - [`fuzzing`]: the bodies of the fuzz targets (`fuzz/`), driving a [`document::Replica`]; also
 //!   smoke-tested by `cargo test`.
 //! - [`auth`]: signed access tokens (document, role, expiry) and the REST API's gate.
@@ -58,6 +60,7 @@ pub mod context;
 pub mod document;
 pub mod documents;
 pub mod edit;
+pub mod feed;
 pub mod fuzzing;
 pub use quire_holdback as holdback;
 pub mod limits;

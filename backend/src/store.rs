@@ -162,6 +162,19 @@ pub enum AtError {
 
 const META_COLUMNS: &str = "id, name, created_ms, updated_ms, version, length_chars";
 
+/// A row of `SELECT seq, received_ms, origin, chars_inserted, chars_deleted, author`.
+fn history_row(row: &sqlx::any::AnyRow) -> Result<HistoryRow, StoreError> {
+    let ins: Option<i64> = row.try_get(3)?;
+    let del: Option<i64> = row.try_get(4)?;
+    Ok(HistoryRow {
+        seq: row.try_get(0)?,
+        received_ms: row.try_get(1)?,
+        origin: row.try_get(2)?,
+        author: row.try_get(5)?,
+        chars: ins.zip(del),
+    })
+}
+
 /// The outcome of [`Store::commit`].
 #[derive(Debug)]
 pub struct Committed {
@@ -556,6 +569,25 @@ impl Store {
         Ok(())
     }
 
+    /// Up to `limit` op-log rows with `seq > after`, oldest first (the change feed).
+    pub async fn rows_after(
+        &self,
+        doc_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<HistoryRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, received_ms, origin, chars_inserted, chars_deleted, author FROM ops \
+             WHERE doc_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(doc_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(|row| history_row(&row)).collect()
+    }
+
     /// Up to `limit` op-log rows with `seq < before`, newest first.
     pub async fn history(
         &self,
@@ -572,19 +604,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let ins: Option<i64> = row.try_get(3)?;
-            let del: Option<i64> = row.try_get(4)?;
-            out.push(HistoryRow {
-                seq: row.try_get(0)?,
-                received_ms: row.try_get(1)?,
-                origin: row.try_get(2)?,
-                author: row.try_get(5)?,
-                chars: ins.zip(del),
-            });
-        }
-        Ok(out)
+        rows.into_iter().map(|row| history_row(&row)).collect()
     }
 
     /// Who made each row with `after < seq <= upto` and what it inserted, in order.

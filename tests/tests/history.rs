@@ -13,6 +13,7 @@ const SECRET: &str = "history-test-secret";
 
 both_stores!(authors_blame_and_changes, 90);
 both_stores!(named_versions_outlive_the_op_log, 90);
+both_stores!(change_feed_long_polls_streams_and_resumes, 90);
 
 async fn call(
     server: &TestServer,
@@ -478,4 +479,166 @@ async fn named_versions_outlive_the_op_log(kind: StoreKind) {
     )
     .await;
     assert_eq!(r.status, 404, "{r:?}");
+}
+
+/// The change feed: rows after a version at once, a long poll woken by the next commit, pages
+/// with nothing skipped, and a server-sent event stream that resumes from `Last-Event-ID` and
+/// ends when the document is deleted.
+async fn change_feed_long_polls_streams_and_resumes(kind: StoreKind) {
+    let server = TestServer::start(kind, &[]).await;
+    let id = server.create_document("a").await; // version 1
+    let feed = format!("/api/documents/{id}/changes");
+    let r = server.get(&format!("{feed}?since=0&wait=0")).await.json();
+    assert_eq!(r["entries"][0]["seq"], 1, "{r}");
+    assert_eq!(
+        (r["next_since"].as_i64(), r["more"].as_bool()),
+        (Some(1), Some(false))
+    );
+
+    // A long poll answers as soon as the next row commits.
+    let poll = {
+        let addr = server.addr();
+        let path = format!("{feed}?since=1&wait=30");
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let r = quire_tests::http::get(addr, &path).await.unwrap();
+            (r, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = server
+        .send_json(
+            "POST",
+            &format!("/api/documents/{id}/edits"),
+            &json!({"edits": [{"pos": 1, "insert": "b"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let (r, took) = poll.await.unwrap();
+    let r = r.json();
+    assert_eq!(
+        (r["entries"][0]["seq"].as_i64(), r["next_since"].as_i64()),
+        (Some(2), Some(2)),
+        "{r}"
+    );
+    assert!(
+        took < Duration::from_secs(20),
+        "the poll waited {took:?} past the commit"
+    );
+    // Nothing new: the wait runs out and says so.
+    let r = server.get(&format!("{feed}?since=2&wait=1")).await.json();
+    assert_eq!(
+        (
+            r["entries"].as_array().unwrap().len(),
+            r["next_since"].as_i64()
+        ),
+        (0, Some(2))
+    );
+    // Out of range.
+    for (query, status) in [
+        ("since=3", 409),
+        ("since=-1", 400),
+        ("wait=61", 400),
+        ("limit=0", 400),
+    ] {
+        let r = server.get(&format!("{feed}?{query}&wait=0")).await;
+        assert_eq!(r.status, status, "{query}: {r:?}");
+    }
+    assert_eq!(
+        server
+            .get("/api/documents/nope/changes?wait=0")
+            .await
+            .status,
+        404
+    );
+
+    // Pages: every version once, in order.
+    let ws = Client::connect(&server.ws_url(&id)).await;
+    for c in ["c", "d", "e", "f", "g"] {
+        ws.push(c);
+        ws.flush().await;
+    }
+    ws.wait_for_text("abcdefg", WAIT).await;
+    let mut since = 0;
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while since < 7 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "feed stuck at {since}: {seen:?}"
+        );
+        let r = server
+            .get(&format!("{feed}?since={since}&limit=2&wait=5"))
+            .await
+            .json();
+        for e in r["entries"].as_array().unwrap() {
+            seen.push(e["seq"].as_i64().unwrap());
+        }
+        since = r["next_since"].as_i64().unwrap();
+    }
+    assert_eq!(seen, (1..=7).collect::<Vec<_>>());
+
+    // The event stream, resumed after version 5.
+    let mut stream = EventStream::open(&server, &feed, "5").await;
+    assert_eq!(stream.next_event().await, ("change".to_string(), Some(6)));
+    assert_eq!(stream.next_event().await, ("change".to_string(), Some(7)));
+    ws.push("h");
+    ws.flush().await;
+    assert_eq!(stream.next_event().await, ("change".to_string(), Some(8)));
+    let r = server
+        .request("DELETE", &format!("/api/documents/{id}"), &[], b"")
+        .await;
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(stream.next_event().await.0, "deleted");
+}
+
+/// A raw server-sent event stream (the test client reads whole responses only).
+struct EventStream {
+    socket: tokio::net::TcpStream,
+    buffer: String,
+}
+
+impl EventStream {
+    async fn open(server: &TestServer, path: &str, last_event_id: &str) -> EventStream {
+        use tokio::io::AsyncWriteExt;
+        let mut socket = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+        let head = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nLast-Event-ID: {last_event_id}\r\n\r\n",
+            server.addr()
+        );
+        socket.write_all(head.as_bytes()).await.unwrap();
+        EventStream {
+            socket,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event's name and id (skipping keep-alive comments).
+    async fn next_event(&mut self) -> (String, Option<i64>) {
+        use tokio::io::AsyncReadExt;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            // Events end with a blank line; chunk sizes of the transfer encoding sit between them.
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+                };
+                if let Some(event) = field("event:") {
+                    return (event, field("id:").and_then(|v| v.parse().ok()));
+                }
+                continue;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout_at(deadline, self.socket.read(&mut chunk))
+                .await
+                .expect("no event within the wait")
+                .unwrap();
+            assert!(n > 0, "the stream ended; had {:?}", self.buffer);
+            self.buffer
+                .push_str(&String::from_utf8_lossy(&chunk[..n]).replace("\r\n", "\n"));
+        }
+    }
 }

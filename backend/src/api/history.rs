@@ -137,6 +137,21 @@ pub struct HistoryEntry {
     deleted: Option<i64>,
 }
 
+impl HistoryEntry {
+    /// The entry of a row as stored (char counts null when the row was stored without them).
+    pub(super) fn of(r: HistoryRow) -> HistoryEntry {
+        HistoryEntry {
+            seq: r.seq,
+            time: rfc3339(r.received_ms),
+            origin: r.origin,
+            color: r.author.as_deref().map(blame::color_of),
+            author: r.author,
+            inserted: r.chars.map(|c| c.0),
+            deleted: r.chars.map(|c| c.1),
+        }
+    }
+}
+
 /// A page of history, newest first: changes (default), or op-log rows with `group=none`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct History {

@@ -9,8 +9,8 @@
 //! answers `Stale`, [`crate::versions`] rebuilds that version from the store, and a change made
 //! there comes back to the actor as a Yjs update, merged like a concurrent editor's.
 //!
-//! One module per resource: [`documents`], [`text`] (text and edits), [`history`] (history and
-//! restore), [`search`] (search and completion), [`yjs`] (update export/import), [`tokens`];
+//! One module per resource: [`documents`], [`text`] (text and edits), [`history`] (history,
+//! blame, named versions and restore), [`changes`] (the change feed), [`search`] (search and completion), [`yjs`] (update export/import), [`tokens`];
 //! [`extract`] holds what their handlers share to read a request.
 //!
 //! [`ApiRequest`]: crate::document::ApiRequest
@@ -35,6 +35,7 @@ use crate::problem::{problem_layer, Problem};
 use crate::store::{AtError, StoreError};
 use crate::versions::VersionError;
 
+pub mod changes;
 pub mod documents;
 pub mod extract;
 pub mod history;
@@ -89,6 +90,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(
         .route("/documents/{id}/restore", post(history::post_restore))
         .route("/documents/{id}/diff", get(history::get_diff))
         .route("/documents/{id}/blame", get(history::get_blame))
+        .route("/documents/{id}/changes", get(changes::get_changes))
         .route(
             "/documents/{id}/versions",
             post(history::post_version).get(history::list_versions),
@@ -208,6 +210,7 @@ needs none.",
         history::post_restore,
         history::get_diff,
         history::get_blame,
+        changes::get_changes,
         history::post_version,
         history::list_versions,
         history::get_version,

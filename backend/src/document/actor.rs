@@ -628,6 +628,7 @@ impl Actor {
     fn publish_version(&mut self) {
         let version = self.replica().last_seq();
         self.marks.version.store(version, Ordering::Relaxed);
+        self.ctx.feed.committed(&self.id, version);
     }
 
     /// The document was deleted by another server: close every connection as a delete here
