@@ -165,6 +165,20 @@ pub struct Config {
     /// (milliseconds; 0: never, for a database only this server writes).
     #[arg(long, env = "QUIRE_TAIL_CHECK_MS", default_value_t = 500)]
     pub tail_check_ms: u64,
+
+    /// POST a JSON event to this URL (http:// or https://) after documents change, are created
+    /// or are deleted. Repeatable; QUIRE_WEBHOOKS takes a comma-separated list.
+    #[arg(long = "webhook", env = "QUIRE_WEBHOOKS", value_delimiter = ',')]
+    pub webhooks: Vec<String>,
+
+    /// The key that signs webhook bodies: header `Quire-Signature: sha256=HEX`, the HMAC-SHA256
+    /// of the body. Without it webhooks go unsigned.
+    #[arg(long, env = "QUIRE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+
+    /// Milliseconds a document's changes are gathered into one `document.changed` webhook.
+    #[arg(long, env = "QUIRE_WEBHOOK_DEBOUNCE_MS", default_value_t = 1000)]
+    pub webhook_debounce_ms: u64,
 }
 
 impl Config {

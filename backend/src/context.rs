@@ -34,6 +34,8 @@ pub struct Context {
     pub ip_limiter: IpLimiter,
     /// Committed versions, for the change feed's waiters.
     pub feed: crate::feed::Feed,
+    /// `--webhook` deliveries, when any URL is configured.
+    pub webhooks: Option<crate::webhooks::Webhooks>,
 }
 
 impl Context {
@@ -42,6 +44,28 @@ impl Context {
         // `main` has already read `--auth-secret-file` into `auth_secret`.
         let auth = Arc::new(Auth::new(config.auth_secret.clone()));
         let node_id = node_id(&config);
+        let shutdown = CancellationToken::new();
+        let targets: Vec<_> = config
+            .webhooks
+            .iter()
+            .filter_map(|url| {
+                crate::webhooks::Target::parse(url)
+                    .map_err(|err| tracing::error!(%err, "webhook URL ignored"))
+                    .ok()
+            })
+            .collect();
+        let webhooks = (!targets.is_empty()).then(|| {
+            if config.webhook_secret.is_none() {
+                tracing::warn!("webhooks are unsigned: set --webhook-secret so receivers can check they come from this server");
+            }
+            crate::webhooks::Webhooks::start(
+                targets,
+                config.webhook_secret.clone(),
+                std::time::Duration::from_millis(config.webhook_debounce_ms),
+                node_id.clone(),
+                shutdown.clone(),
+            )
+        });
         Context {
             bus,
             node_id,
@@ -51,12 +75,13 @@ impl Context {
                 store_ok: AtomicBool::new(true),
                 ..Health::default()
             },
-            shutdown: CancellationToken::new(),
+            shutdown,
             tracker: TaskTracker::new(),
             connections: TaskTracker::new(),
             auth,
             ip_limiter: IpLimiter::default(),
             feed: crate::feed::Feed::default(),
+            webhooks,
         }
     }
 

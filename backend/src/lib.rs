@@ -43,6 +43,8 @@
 //!   every request (DNS rebinding).
 //! - [`memory`]: the heap counted by the global allocator, for `--max-memory-bytes`.
 //! - [`metrics`]: the counters and histograms behind `/metrics`.
+//! - [`webhooks`]: signed JSON events POSTed to `--webhook` URLs when documents change, are
+//!   created or deleted (debounced, retried, never in the way of edits).
 //! - [`web`]: the browser editor (`web/dist`, embedded in the binary) at `/`.
 //!
 //! An edit's path: browser keystroke → y-websocket Update frame → [`connection`] decodes it →
@@ -75,6 +77,7 @@ pub mod server;
 pub mod store;
 pub mod versions;
 pub mod web;
+pub mod webhooks;
 
 pub use config::Config;
 pub use server::Server;

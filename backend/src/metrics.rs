@@ -177,7 +177,13 @@ impl Metrics {
     }
 
     /// The exposition text; `connections` and `documents` are the current gauges.
-    pub fn render(&self, connections: usize, documents: usize, loading: usize) -> String {
+    pub fn render(
+        &self,
+        connections: usize,
+        documents: usize,
+        loading: usize,
+        webhooks: Option<&crate::webhooks::Counts>,
+    ) -> String {
         let mut out = String::with_capacity(4096);
         let gauge = |out: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
@@ -243,6 +249,24 @@ impl Metrics {
             "Update messages sent to WebSocket connections (relays and sync replies).",
             &self.updates_out,
         );
+        if let Some(hooks) = webhooks {
+            let _ = writeln!(
+                out,
+                "# HELP quire_webhook_deliveries_total Webhook events by outcome: delivered, retried (an attempt failed), failed (every attempt did), dropped (a queue was full).\n# TYPE quire_webhook_deliveries_total counter"
+            );
+            for (result, n) in [
+                ("delivered", &hooks.delivered),
+                ("retried", &hooks.retried),
+                ("failed", &hooks.failed),
+                ("dropped", &hooks.dropped),
+            ] {
+                let n = n.load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "quire_webhook_deliveries_total{{result=\"{result}\"}} {n}"
+                );
+            }
+        }
         counter(
             &mut out,
             "quire_bytes_in_total",
@@ -317,7 +341,7 @@ mod tests {
         m.limit_hit(Limit::MessageRate);
         m.error(ErrorKind::Forbidden);
         m.oplog_append.observe(Duration::from_micros(300));
-        let text = m.render(3, 2, 0);
+        let text = m.render(3, 2, 0, None);
         assert!(text.contains("quire_connections 3\n"));
         assert!(text.contains("quire_documents_open 2\n"));
         assert!(text.contains("quire_limit_hits_total{limit=\"message_rate\"} 1\n"));

@@ -64,6 +64,9 @@ impl Server {
             ),
             None => None,
         };
+        for url in &config.webhooks {
+            crate::webhooks::Target::parse(url).map_err(StoreError::Locked)?;
+        }
         let store = Store::connect(&config.database_url).await?;
         let ctx = Arc::new(Context::new(config, store, bus));
         if ctx.auth.enabled() {
@@ -359,6 +362,7 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         ctx.open_connections(),
         state.documents.open_count(),
         ctx.health.loading.load(Ordering::Relaxed),
+        ctx.webhooks.as_ref().map(|w| &*w.counts),
     );
     if let Some(bus) = &ctx.bus {
         use std::fmt::Write;

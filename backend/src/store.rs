@@ -91,6 +91,8 @@ pub struct StoredDoc {
     pub ops: Vec<OpRow>,
     /// The `(version, length)` the documents row records, to be corrected if stale.
     pub recorded: (i64, i64),
+    /// This load created the document (a WebSocket connection to a new id).
+    pub created: bool,
 }
 
 /// The outcome of [`Store::load`].
@@ -296,9 +298,10 @@ impl Store {
     /// A snapshot whose checksum does not match is skipped (an older one, or the full op log, is
     /// used instead), so a damaged snapshot costs load time, never data.
     pub async fn load(&self, doc_id: &str, create: bool) -> Result<Loaded, StoreError> {
+        let mut created = false;
         if create {
             let now = now_ms();
-            sqlx::query(
+            created = sqlx::query(
                 "INSERT INTO documents (id, created_ms, updated_ms) VALUES ($1, $2, $3) \
                  ON CONFLICT (id) DO NOTHING",
             )
@@ -306,7 +309,9 @@ impl Store {
             .bind(now)
             .bind(now)
             .execute(&self.pool)
-            .await?;
+            .await?
+            .rows_affected()
+                == 1;
         }
         let row =
             sqlx::query("SELECT deleted_ms, version, length_chars FROM documents WHERE id = $1")
@@ -332,6 +337,7 @@ impl Store {
             snapshot,
             ops: rows.iter().map(op_row).collect::<Result<_, _>>()?,
             recorded,
+            created,
         }))
     }
 
@@ -393,6 +399,7 @@ impl Store {
             snapshot,
             ops,
             recorded: (version, 0),
+            created: false,
         })
     }
 

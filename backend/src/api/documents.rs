@@ -1,5 +1,6 @@
 //! Documents as a resource: create, list, read metadata, rename, delete.
 
+use crate::webhooks::Notice;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header::LOCATION;
@@ -153,6 +154,12 @@ pub(super) async fn create_document(
             break id;
         }
     };
+    if let Some(hooks) = &s.ctx.webhooks {
+        hooks.notify(Notice::Created {
+            doc: id.clone(),
+            name: req.name.clone(),
+        });
+    }
     if let Some(text) = req.text.filter(|t| !t.is_empty()) {
         let edits = vec![Edit {
             pos: 0,
@@ -304,6 +311,12 @@ pub(super) async fn delete_document(
         .request(id, |reply| ApiRequest::Delete { reply })
         .await
         .map_err(|e| doc_problem(id, e))?;
+    s.blame.forget(id);
+    if let Some(hooks) = &s.ctx.webhooks {
+        hooks.notify(Notice::Deleted {
+            doc: id.to_string(),
+        });
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

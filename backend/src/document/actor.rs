@@ -19,6 +19,7 @@
 //! inbox, the rounds, the group commit, the connections' queues, timers, snapshots, unloading
 //! and shutdown.
 
+use crate::webhooks::Notice;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -245,6 +246,12 @@ impl Actor {
                 Ok(Loaded::Deleted) => return Err(Load::Deleted),
                 Ok(Loaded::Doc(stored)) => {
                     self.ctx.health.store_ok(true);
+                    if let (true, Some(hooks)) = (stored.created, &self.ctx.webhooks) {
+                        hooks.notify(Notice::Created {
+                            doc: self.id.to_string(),
+                            name: None,
+                        });
+                    }
                     tracing::debug!(
                         doc = %self.id,
                         ops = stored.ops.len(),
@@ -699,6 +706,12 @@ impl Actor {
                 Ok(committed) => {
                     metrics::get().oplog_append.observe(started.elapsed());
                     self.ctx.health.store_ok(true);
+                    if let Some(hooks) = &self.ctx.webhooks {
+                        hooks.notify(Notice::Changed {
+                            doc: self.id.clone(),
+                            version: committed.first_seq + ops.len() as i64 - 1,
+                        });
+                    }
                     break committed;
                 }
                 Err(StoreError::Deleted) => return None,
