@@ -15,6 +15,10 @@
 //! 4. server memory: one open document with the whole history; 1,000 idle connections over 100
 //!    documents; and after they close and the documents unload.
 //!
+//! `-- history` instead measures reading history (issue 15) on that document, on SQLite and
+//! PostgreSQL: the first page of changes, blame, the text and blame at older versions (first
+//! request and again), and slider steps (the text at consecutive versions).
+//!
 //! The updates are encoded once with yrs and cached under target/bench-cache: the load
 //! generator only sends bytes, so it measures the server, not the client's CRDT.
 
@@ -61,6 +65,9 @@ fn main() {
 
     if std::env::args().any(|a| a == "cluster") {
         return cluster(&rt, &pg, &updates);
+    }
+    if std::env::args().any(|a| a == "history") {
+        return history(&rt, &pg, &updates);
     }
     let db = format!("quire_bench_{}", std::process::id());
     let db_url = rt.block_on(create_database(&pg, &db));
@@ -821,4 +828,109 @@ fn histogram(metrics: &str, name: &str) -> Vec<(String, f64)> {
             Some((bound.to_string(), value.trim().parse().ok()?))
         })
         .collect()
+}
+
+/// Issue 15's figures: reading the history of the automerge-paper document stored as 259,778
+/// rows (`cargo bench -p quire-backend --bench sync -- history`).
+fn history(rt: &tokio::runtime::Runtime, pg: &str, updates: &[Vec<u8>]) {
+    let versions = [1_000i64, 65_000, 130_000, 195_000, 259_000];
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let dir = std::env::temp_dir().join(format!("quire-history-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sqlite = format!("sqlite:{}", dir.join("quire.db").display());
+    let db = format!("quire_history_bench_{}", std::process::id());
+    let pg_url = rt.block_on(create_database(pg, &db));
+    for (store, url) in [("SQLite", sqlite.as_str()), ("PostgreSQL", pg_url.as_str())] {
+        let server = ServerProcess::start(url);
+        let addr = server.addr.clone();
+        let loaded = rt.block_on(stream(&addr, "paper", updates, None));
+        println!(
+            "history bench: {store}: {} rows in {:.1} s",
+            updates.len(),
+            loaded.secs
+        );
+        let time = |path: &str| -> (f64, String) {
+            let started = Instant::now();
+            let body = http_get(&addr, path);
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            assert!(
+                body.starts_with("HTTP/1.1 200"),
+                "{path}: {}",
+                &body[..body.len().min(300)]
+            );
+            (ms, body)
+        };
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let mut row = |what: &str, first: f64, again: Vec<f64>| {
+            let line = format!("first {first:.1} ms, then median {:.1} ms", median(again));
+            println!("history bench: {store}: {what}: {line}");
+            rows.push((format!("{store}: {what}"), line));
+        };
+        let (first, body) = time("/api/documents/paper/history");
+        assert!(
+            body.contains("\"changes\""),
+            "{}",
+            &body[..body.len().min(300)]
+        );
+        let again = (0..5)
+            .map(|_| time("/api/documents/paper/history").0)
+            .collect();
+        row("first page of changes (20)", first, again);
+        let (first, _) = time("/api/documents/paper/blame");
+        let again = (0..5)
+            .map(|_| time("/api/documents/paper/blame").0)
+            .collect();
+        row("blame of the current text", first, again);
+        let mut firsts = Vec::new();
+        for v in versions {
+            firsts.push(time(&format!("/api/documents/paper/text?version={v}")).0);
+        }
+        let again = versions
+            .iter()
+            .map(|v| time(&format!("/api/documents/paper/text?version={v}")).0)
+            .collect();
+        row(
+            "text at 5 older versions (median of firsts / of repeats)",
+            median(firsts),
+            again,
+        );
+        let mut firsts = Vec::new();
+        for v in versions {
+            firsts.push(time(&format!("/api/documents/paper/blame?version={v}")).0);
+        }
+        let again = versions
+            .iter()
+            .map(|v| time(&format!("/api/documents/paper/blame?version={v}")).0)
+            .collect();
+        row(
+            "blame at 5 older versions (median of firsts / of repeats)",
+            median(firsts),
+            again,
+        );
+        let steps: Vec<f64> = (0..20)
+            .map(|i| {
+                time(&format!(
+                    "/api/documents/paper/text?version={}",
+                    130_000 + i
+                ))
+                .0
+            })
+            .collect();
+        let first = steps[0];
+        row(
+            "slider: text at 20 consecutive versions from 130,000",
+            first,
+            steps[1..].to_vec(),
+        );
+        server.stop();
+    }
+    rt.block_on(drop_database(pg, &db));
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("\n| measurement | result |\n|---|---|");
+    for (what, result) in &rows {
+        println!("| {what} | {result} |");
+    }
 }

@@ -53,6 +53,11 @@ pub struct Config {
     #[arg(long, env = "QUIRE_OP_RETENTION_SECS", default_value_t = 0)]
     pub op_retention_secs: u64,
 
+    /// Keep a snapshot as a history checkpoint every this many ops (0: none), so the text and
+    /// blame at any older version are rebuilt from a nearby state, not from the first op.
+    #[arg(long, env = "QUIRE_HISTORY_CHECKPOINT_OPS", default_value_t = 10_000)]
+    pub history_checkpoint_ops: u64,
+
     /// Seconds between WebSocket pings; a client silent for three intervals is dropped.
     #[arg(long, env = "QUIRE_PING_SECS", default_value_t = 15)]
     pub ping_secs: u64,

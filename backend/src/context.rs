@@ -36,6 +36,8 @@ pub struct Context {
     pub feed: crate::feed::Feed,
     /// `--webhook` deliveries, when any URL is configured.
     pub webhooks: Option<crate::webhooks::Webhooks>,
+    /// Documents rebuilt at older versions (history, time travel).
+    pub versions: crate::versions::VersionCache,
 }
 
 impl Context {
@@ -82,6 +84,7 @@ impl Context {
             ip_limiter: IpLimiter::default(),
             feed: crate::feed::Feed::default(),
             webhooks,
+            versions: crate::versions::VersionCache::default(),
         }
     }
 

@@ -67,7 +67,8 @@ impl Server {
         for url in &config.webhooks {
             crate::webhooks::Target::parse(url).map_err(StoreError::Locked)?;
         }
-        let store = Store::connect(&config.database_url).await?;
+        let mut store = Store::connect(&config.database_url).await?;
+        store.set_checkpoint_ops(config.history_checkpoint_ops);
         let ctx = Arc::new(Context::new(config, store, bus));
         if ctx.auth.enabled() {
             tracing::info!("access control on: every WebSocket and REST request needs a token (mint them with POST /api/tokens)");

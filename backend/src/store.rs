@@ -12,6 +12,7 @@
 //! is an error, never a silent drop. SQLite is the single-process embedded default: a second
 //! process opening the same file is refused (`Store::connect`).
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -126,6 +127,43 @@ pub struct HistoryRow {
     pub author: Option<String>,
     /// `None` for rows written before char counts were recorded.
     pub chars: Option<(i64, i64)>,
+    /// The first version of the change it belongs to; `None` for rows written before changes
+    /// were recorded.
+    pub change_start: Option<i64>,
+}
+
+/// Rows by one author (or, without one, from one origin) with no pause longer than this between
+/// them make one change.
+pub const CHANGE_PAUSE_MS: i64 = 30_000;
+
+/// What groups rows into one change: the author, or without one, where the row came from.
+pub fn change_key<'a>(
+    author: Option<&'a str>,
+    origin: Option<&'a str>,
+) -> (Option<&'a str>, Option<&'a str>) {
+    match author {
+        Some(a) => (Some(a), None),
+        None => (None, origin),
+    }
+}
+
+/// True when a row with `newer`'s key, time and version continues the change of the row with
+/// `older`'s: the same key, versions one after the other, no pause over [`CHANGE_PAUSE_MS`].
+pub fn continues_change(
+    older: ((Option<&str>, Option<&str>), i64, i64),
+    newer: ((Option<&str>, Option<&str>), i64, i64),
+) -> bool {
+    older.0 == newer.0 && newer.1 - older.1 <= CHANGE_PAUSE_MS && newer.2 == older.2 + 1
+}
+
+/// The newest committed row of a document as grouping into changes needs it.
+#[derive(Debug, Clone)]
+struct LastRow {
+    seq: i64,
+    author: Option<String>,
+    origin: Option<String>,
+    received_ms: i64,
+    change_start: Option<i64>,
 }
 
 /// What blame needs of an op-log row: who made it and the Yjs ids it inserted.
@@ -162,9 +200,16 @@ pub enum AtError {
     Store(#[from] StoreError),
 }
 
+/// `--history-checkpoint-ops` when the caller sets none.
+pub const DEFAULT_CHECKPOINT_OPS: i64 = 10_000;
+
 const META_COLUMNS: &str = "id, name, created_ms, updated_ms, version, length_chars";
 
-/// A row of `SELECT seq, received_ms, origin, chars_inserted, chars_deleted, author`.
+/// The columns of [`history_row`].
+const HISTORY_COLUMNS: &str =
+    "seq, received_ms, origin, chars_inserted, chars_deleted, author, change_start";
+
+/// A row of `SELECT` [`HISTORY_COLUMNS`].
 fn history_row(row: &sqlx::any::AnyRow) -> Result<HistoryRow, StoreError> {
     let ins: Option<i64> = row.try_get(3)?;
     let del: Option<i64> = row.try_get(4)?;
@@ -174,6 +219,7 @@ fn history_row(row: &sqlx::any::AnyRow) -> Result<HistoryRow, StoreError> {
         origin: row.try_get(2)?,
         author: row.try_get(5)?,
         chars: ins.zip(del),
+        change_start: row.try_get(6)?,
     })
 }
 
@@ -227,6 +273,11 @@ pub struct Store {
     backend: Backend,
     /// SQLite: the lock that keeps a second process off the file, held until [`Store::close`].
     file_lock: Arc<Mutex<Option<File>>>,
+    /// Snapshots this many ops apart are kept as history checkpoints (0: none).
+    checkpoint_ops: i64,
+    /// The newest row this store committed per document, so the next commit continues its
+    /// change without reading it back.
+    last_rows: Arc<Mutex<HashMap<String, LastRow>>>,
 }
 
 impl Store {
@@ -279,7 +330,20 @@ impl Store {
             pool,
             backend,
             file_lock: Arc::new(Mutex::new(file_lock)),
+            checkpoint_ops: DEFAULT_CHECKPOINT_OPS,
+            last_rows: Arc::default(),
         })
+    }
+
+    /// Keeps a snapshot as a history checkpoint when the newest one is at least `ops` older
+    /// (0: keep none; the text at an older version is then rebuilt from the newest snapshots
+    /// or from the start of the op log).
+    pub fn set_checkpoint_ops(&mut self, ops: u64) {
+        self.checkpoint_ops = ops.min(i64::MAX as u64) as i64;
+    }
+
+    pub fn checkpoint_ops(&self) -> i64 {
+        self.checkpoint_ops
     }
 
     pub fn backend(&self) -> Backend {
@@ -348,14 +412,27 @@ impl Store {
         doc_id: &str,
         seq: i64,
     ) -> Result<(Option<(i64, Vec<u8>)>, i64), StoreError> {
-        let snapshots = sqlx::query(
-            "SELECT seq, state_v1, crc32 FROM snapshots WHERE doc_id = $1 AND seq <= $2 \
-             ORDER BY seq DESC LIMIT 3",
-        )
-        .bind(doc_id)
-        .bind(seq)
-        .fetch_all(&self.pool)
-        .await?;
+        // The newest first; older ones only when its checksum fails.
+        let mut snapshots = Vec::new();
+        for limit in [1i64, 3] {
+            snapshots = sqlx::query(
+                "SELECT seq, state_v1, crc32 FROM snapshots WHERE doc_id = $1 AND seq <= $2 \
+                 ORDER BY seq DESC LIMIT $3",
+            )
+            .bind(doc_id)
+            .bind(seq)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+            let intact = snapshots.first().is_some_and(|row| {
+                let state: Vec<u8> = row.try_get(1).unwrap_or_default();
+                row.try_get::<i64, _>(2)
+                    .is_ok_and(|crc| i64::from(crc32fast::hash(&state)) == crc)
+            });
+            if intact || snapshots.is_empty() {
+                break;
+            }
+        }
         for row in snapshots {
             let seq: i64 = row.try_get(0)?;
             let state: Vec<u8> = row.try_get(1)?;
@@ -583,10 +660,9 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<HistoryRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, received_ms, origin, chars_inserted, chars_deleted, author FROM ops \
-             WHERE doc_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {HISTORY_COLUMNS} FROM ops WHERE doc_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+        ))
         .bind(doc_id)
         .bind(after)
         .bind(limit)
@@ -602,10 +678,10 @@ impl Store {
         before: i64,
         limit: i64,
     ) -> Result<Vec<HistoryRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, received_ms, origin, chars_inserted, chars_deleted, author FROM ops \
-             WHERE doc_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {HISTORY_COLUMNS} FROM ops WHERE doc_id = $1 AND seq < $2 \
+             ORDER BY seq DESC LIMIT $3"
+        ))
         .bind(doc_id)
         .bind(before)
         .bind(limit)
@@ -816,18 +892,19 @@ impl Store {
             )));
         }
         let missed = missed_rows(&mut tx, doc_id, known, base).await?;
+        let mut prev = self.last_row(&mut tx, doc_id, base).await?;
         for (chunk_index, chunk) in ops.chunks(OPS_PER_INSERT).enumerate() {
             let mut sql = String::from(
                 "INSERT INTO ops (doc_id, seq, update_v1, received_ms, origin, chars_inserted, \
-                 chars_deleted, batch, author, inserted) VALUES ",
+                 chars_deleted, batch, author, inserted, change_start) VALUES ",
             );
             for i in 0..chunk.len() {
-                let b = i * 10;
+                let b = i * 11;
                 if i > 0 {
                     sql.push(',');
                 }
                 sql.push('(');
-                for k in 1..=10 {
+                for k in 1..=11 {
                     if k > 1 {
                         sql.push(',');
                     }
@@ -838,6 +915,29 @@ impl Store {
             let mut query = sqlx::query(&sql);
             for (i, op) in chunk.iter().enumerate() {
                 let seq = base + 1 + (chunk_index * OPS_PER_INSERT + i) as i64;
+                let key = change_key(op.author.as_deref(), op.origin.as_deref());
+                let start = match &prev {
+                    Some(p)
+                        if continues_change(
+                            (
+                                change_key(p.author.as_deref(), p.origin.as_deref()),
+                                p.received_ms,
+                                p.seq,
+                            ),
+                            (key, now, seq),
+                        ) =>
+                    {
+                        p.change_start.unwrap_or(seq)
+                    }
+                    _ => seq,
+                };
+                prev = Some(LastRow {
+                    seq,
+                    author: op.author.as_deref().map(str::to_string),
+                    origin: op.origin.clone(),
+                    received_ms: now,
+                    change_start: Some(start),
+                });
                 query = query
                     .bind(doc_id)
                     .bind(seq)
@@ -848,13 +948,58 @@ impl Store {
                     .bind(op.chars.map(|c| c.1 as i64))
                     .bind(batch)
                     .bind(op.author.as_deref())
-                    .bind(op.inserted.as_deref());
+                    .bind(op.inserted.as_deref())
+                    .bind(start);
             }
             // A plain INSERT: a sequence number already taken is a bug and fails the commit.
             query.execute(&mut *tx).await?;
         }
-        tx.commit().await?;
+        if let Err(err) = tx.commit().await {
+            // Committed or not, the cached newest row can no longer be trusted.
+            self.lock_last_rows().remove(doc_id);
+            return Err(err.into());
+        }
+        if let Some(last) = prev {
+            let mut rows = self.lock_last_rows();
+            if rows.len() >= 10_000 {
+                // A bound, not an eviction policy: a miss costs one read at the next commit.
+                rows.clear();
+            }
+            rows.insert(doc_id.to_string(), last);
+        }
         self.complete(doc_id, known, base + 1, missed).await
+    }
+
+    fn lock_last_rows(&self) -> std::sync::MutexGuard<'_, HashMap<String, LastRow>> {
+        self.last_rows.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Row `seq` of the document as grouping needs it: what this store committed last when
+    /// that is the row, else read back (another server wrote it, or this store just started).
+    async fn last_row(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        doc_id: &str,
+        seq: i64,
+    ) -> Result<Option<LastRow>, StoreError> {
+        if let Some(last) = self.lock_last_rows().get(doc_id).filter(|l| l.seq == seq) {
+            return Ok(Some(last.clone()));
+        }
+        let row = sqlx::query(
+            "SELECT author, origin, received_ms, change_start FROM ops WHERE doc_id = $1 AND seq = $2",
+        )
+        .bind(doc_id)
+        .bind(seq)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(LastRow {
+            seq,
+            author: row.try_get(0)?,
+            origin: row.try_get(1)?,
+            received_ms: row.try_get(2)?,
+            change_start: row.try_get(3)?,
+        }))
     }
 
     /// [`Committed`] with the rows missed between `known` and `first_seq`, reading a snapshot
@@ -936,8 +1081,10 @@ impl Store {
         })
     }
 
-    /// Stores a snapshot covering every op up to `seq`, keeps the newest `keep_snapshots`, and
-    /// deletes ops covered by it that are older than `op_retention` (`None`: keep the op log).
+    /// Stores a snapshot covering every op up to `seq`, keeps the newest `keep_snapshots` and
+    /// the history checkpoints (a snapshot at least `checkpoint_ops` after the previous
+    /// checkpoint becomes one), and deletes ops covered by it that are older than
+    /// `op_retention` (`None`: keep the op log), with the checkpoints they no longer follow.
     pub async fn save_snapshot(
         &self,
         doc_id: &str,
@@ -959,19 +1106,31 @@ impl Store {
                 return Ok(());
             }
         }
+        let checkpoint = if self.checkpoint_ops > 0 {
+            let row = sqlx::query(
+                "SELECT COALESCE(MAX(seq), 0) FROM snapshots WHERE doc_id = $1 AND checkpoint = 1",
+            )
+            .bind(doc_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            seq - row.try_get::<i64, _>(0)? >= self.checkpoint_ops
+        } else {
+            false
+        };
         sqlx::query(
-            "INSERT INTO snapshots (doc_id, seq, state_v1, created_ms, crc32) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (doc_id, seq) DO NOTHING",
+            "INSERT INTO snapshots (doc_id, seq, state_v1, created_ms, crc32, checkpoint) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (doc_id, seq) DO NOTHING",
         )
         .bind(doc_id)
         .bind(seq)
         .bind(state_v1)
         .bind(now)
         .bind(i64::from(crc32fast::hash(state_v1)))
+        .bind(i64::from(checkpoint))
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "DELETE FROM snapshots WHERE doc_id = $1 AND seq NOT IN \
+            "DELETE FROM snapshots WHERE doc_id = $1 AND checkpoint = 0 AND seq NOT IN \
              (SELECT seq FROM snapshots WHERE doc_id = $1 ORDER BY seq DESC LIMIT $2)",
         )
         .bind(doc_id)
@@ -986,6 +1145,17 @@ impl Store {
                 .bind(cutoff)
                 .execute(&mut *tx)
                 .await?;
+            // A checkpoint before the oldest op left rebuilds only its own version.
+            sqlx::query(
+                "DELETE FROM snapshots WHERE doc_id = $1 AND checkpoint = 1 \
+                 AND seq < COALESCE((SELECT MIN(seq) FROM ops WHERE doc_id = $1), $2) - 1 \
+                 AND seq NOT IN (SELECT seq FROM snapshots WHERE doc_id = $1 ORDER BY seq DESC LIMIT $3)",
+            )
+            .bind(doc_id)
+            .bind(seq)
+            .bind(keep_snapshots.max(1) as i64)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())

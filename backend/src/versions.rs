@@ -5,8 +5,10 @@
 //! The actor keeps only the current version; anything older is a snapshot plus op-log rows,
 //! replayed here on a copy in a blocking task.
 
+use std::sync::Mutex;
+
 use editor_core::{GapBuffer, TextBuffer};
-use yrs::Transact;
+use yrs::{Doc, Transact};
 
 use crate::document::build_doc;
 use crate::edit::{self, Edit, EditError};
@@ -27,13 +29,87 @@ pub enum VersionError {
     Rebuild,
 }
 
-/// The text of document `id` at `version`.
-pub async fn text_at(store: &Store, id: &str, version: i64) -> Result<String, VersionError> {
+/// Documents rebuilt at older versions, kept so that the next request for a version a little
+/// later replays a few op-log rows onto one instead of rebuilding (the history slider stepping
+/// forward, the texts around a page of changes). A few documents, one version each.
+#[derive(Default)]
+pub struct VersionCache {
+    docs: Mutex<Vec<(String, i64, Doc)>>,
+}
+
+/// Documents whose rebuilt version is kept.
+const CACHED_VERSIONS: usize = 4;
+
+impl VersionCache {
+    /// Takes document `id` as rebuilt at some version in `version - within ..= version`.
+    fn take(&self, id: &str, version: i64, within: i64) -> Option<(i64, Doc)> {
+        let mut docs = self.docs.lock().unwrap_or_else(|e| e.into_inner());
+        let i = docs
+            .iter()
+            .position(|(d, at, _)| d == id && *at <= version && version - *at <= within)?;
+        let (_, at, doc) = docs.remove(i);
+        Some((at, doc))
+    }
+
+    pub fn put(&self, id: &str, version: i64, doc: Doc) {
+        let mut docs = self.docs.lock().unwrap_or_else(|e| e.into_inner());
+        docs.retain(|(d, _, _)| d != id);
+        docs.push((id.to_string(), version, doc));
+        if docs.len() > CACHED_VERSIONS {
+            docs.remove(0);
+        }
+    }
+}
+
+/// Document `id` rebuilt at `version`: from the cache when it holds one a little older (the
+/// rows in between replayed onto it), else from the newest snapshot or checkpoint at or before
+/// the version and the rows after it. Give it back with [`VersionCache::put`] when done.
+pub async fn doc_at(
+    store: &Store,
+    cache: &VersionCache,
+    id: &str,
+    version: i64,
+) -> Result<Doc, VersionError> {
+    // Replaying more rows than a checkpoint is apart costs more than loading the checkpoint.
+    let within = store.checkpoint_ops().max(2_000);
+    if let Some((at, doc)) = cache.take(id, version, within) {
+        let ops = store
+            .ops_between(id, at, version)
+            .await
+            .map_err(|e| VersionError::At(e.into()))?;
+        // Dense rows continue the cached version; a gap (compacted rows) means rebuilding.
+        if ops.len() as i64 == version - at {
+            return tokio::task::spawn_blocking(move || {
+                use yrs::updates::decoder::Decode;
+                for op in ops {
+                    if let Ok(update) = yrs::Update::decode_v1(&op.update_v1) {
+                        let _ = doc.transact_mut().apply_update(update);
+                    }
+                }
+                doc
+            })
+            .await
+            .map_err(|_| VersionError::Rebuild);
+        }
+    }
     let stored = store.load_at(id, version).await?;
     let doc_id = id.to_string();
-    tokio::task::spawn_blocking(move || doc_text(&build_doc(&doc_id, &stored)))
+    tokio::task::spawn_blocking(move || build_doc(&doc_id, &stored))
         .await
         .map_err(|_| VersionError::Rebuild)
+}
+
+/// The text of document `id` at `version`.
+pub async fn text_at(
+    store: &Store,
+    cache: &VersionCache,
+    id: &str,
+    version: i64,
+) -> Result<String, VersionError> {
+    let doc = doc_at(store, cache, id, version).await?;
+    let text = doc_text(&doc);
+    cache.put(id, version, doc);
+    Ok(text)
 }
 
 /// `edits` made on document `id` as it was at `version`, by a new client: the Yjs update to
@@ -113,40 +189,20 @@ fn apply_at_version(
     Ok(txn.encode_update_v1())
 }
 
-/// The texts of document `id` at each of `wanted` (any order), rebuilt in one pass: the oldest
-/// as of its snapshot, the rest by replaying the op log forward from there.
+/// The texts of document `id` at each of `wanted`, oldest first: each rebuilt by replaying
+/// forward from the one before when that is near, else from its nearest checkpoint.
 pub async fn texts_at(
     store: &Store,
+    cache: &VersionCache,
     id: &str,
     wanted: &[i64],
 ) -> Result<Vec<(i64, String)>, VersionError> {
-    let (Some(&first), Some(&last)) = (wanted.iter().min(), wanted.iter().max()) else {
-        return Ok(Vec::new());
-    };
-    let base = store.load_at(id, first).await?;
-    let ops = store
-        .ops_between(id, first, last)
-        .await
-        .map_err(|e| VersionError::At(e.into()))?;
-    let (doc_id, mut wanted) = (id.to_string(), wanted.to_vec());
+    let mut wanted = wanted.to_vec();
     wanted.sort_unstable();
     wanted.dedup();
-    tokio::task::spawn_blocking(move || {
-        use yrs::updates::decoder::Decode;
-        let doc = build_doc(&doc_id, &base);
-        let mut out = vec![(first, doc_text(&doc))];
-        let mut next = wanted.iter().copied().filter(|&v| v > first).peekable();
-        for op in ops {
-            if let Ok(update) = yrs::Update::decode_v1(&op.update_v1) {
-                let _ = doc.transact_mut().apply_update(update);
-            }
-            if next.peek() == Some(&op.seq) {
-                next.next();
-                out.push((op.seq, doc_text(&doc)));
-            }
-        }
-        out
-    })
-    .await
-    .map_err(|_| VersionError::Rebuild)
+    let mut out = Vec::with_capacity(wanted.len());
+    for version in wanted {
+        out.push((version, text_at(store, cache, id, version).await?));
+    }
+    Ok(out)
 }

@@ -5,6 +5,7 @@ import { h, clear, relativeTime, fullTime, toast, plural } from './dom.js'
 import { api, ApiError } from './api.js'
 import { getUser, setName, getWrap, setWrap, initials } from './prefs.js'
 import { Session } from './session.js'
+import { authorsOverlay, followBlame, colorOf } from './authors.js'
 import { HistoryPanel } from './history.js'
 
 const root = document.getElementById('app')
@@ -244,6 +245,11 @@ function openEditor (id) {
   const presence = h('div', { class: 'presence', 'aria-label': 'Who is here' })
   const historyBtn = h('button', { class: 'btn ghost', 'aria-pressed': 'false', dataset: { action: 'history' } }, 'History')
   const findBtn = h('button', { class: 'btn ghost', title: 'Find and replace (Ctrl+F)', dataset: { action: 'find' } }, 'Find')
+  const authorsBtn = h('button', { class: 'btn ghost', 'aria-pressed': 'false', title: 'Colour the text by who typed it', dataset: { action: 'authors' } }, 'Authors')
+  const legend = h('span', { class: 'authors-legend', hidden: true })
+  let myName = user.name
+  let authorsOn = false
+  let following = null
   const banner = h('div', { class: 'banner', hidden: true })
   const editorEl = h('div', { class: 'editor' })
   const versionEl = h('div', { class: 'version-view', hidden: true })
@@ -261,14 +267,15 @@ function openEditor (id) {
       status,
       h('span', { class: 'spacer' }),
       presence,
-      nameField((name) => session.setUser({ name, color: user.color })),
+      nameField((name) => { myName = name; session.setUser({ name, color: user.color }) }),
       findBtn,
+      authorsBtn,
       historyBtn),
     h('div', { class: 'workspace' },
       h('div', { class: 'editor-column' }, banner, editorEl, versionEl),
       aside),
     h('footer', { class: 'statusbar' },
-      position, counts, h('span', { class: 'spacer' }),
+      position, counts, legend, h('span', { class: 'spacer' }),
       h('label', { class: 'wrap-toggle' }, wrapToggle, 'Wrap lines')))
 
   // Redraws at most once a frame; declared before the session, whose constructor reports.
@@ -279,7 +286,8 @@ function openEditor (id) {
     docId: id,
     user,
     wrap: getWrap(),
-    onChange: () => schedule()
+    onChange: () => schedule(),
+    authorship: authorsOverlay(() => myName, () => authorsOn)
   })
   debug.session = session
   debug.view = session.view
@@ -402,7 +410,31 @@ function openEditor (id) {
     },
     onLive: () => session.view.focus()
   })
-  session.ydoc.on('update', () => historyPanel.changed())
+  session.ydoc.on('update', (_update, origin) => {
+    historyPanel.changed()
+    // Others' edits: fetch the blame again (this tab's own typing is coloured at once).
+    if (following && origin !== session.local) following.changed()
+  })
+  authorsBtn.addEventListener('click', () => {
+    authorsOn = !authorsOn
+    authorsBtn.setAttribute('aria-pressed', String(authorsOn))
+    if (authorsOn) {
+      following = followBlame(session.view, id, {
+        onAuthors: (authors) => {
+          clear(legend)
+          legend.hidden = false
+          for (const a of authors.slice(0, 6)) {
+            legend.append(h('span', { class: 'legend-item', title: `${a.chars} chars` },
+              h('span', { class: 'dot', style: `background:${a.name ? colorOf(a.name) : '#888888'}` }), a.name ?? 'unknown'))
+          }
+        }
+      })
+    } else {
+      following?.stop()
+      following = null
+      legend.hidden = true
+    }
+  })
   historyBtn.addEventListener('click', () => {
     const open = aside.hidden
     historyBtn.setAttribute('aria-pressed', String(open))
@@ -424,6 +456,7 @@ function openEditor (id) {
   teardown = () => {
     document.removeEventListener('keydown', onKey)
     historyPanel.destroy()
+    following?.stop()
     session.destroy()
     debug.session = null
     debug.view = null

@@ -147,7 +147,7 @@ const theme = EditorView.theme({
  * the text length changes.
  */
 export class Session {
-  constructor ({ parent, docId, user, wrap = true, onChange = () => {} }) {
+  constructor ({ parent, docId, user, wrap = true, onChange = () => {}, authorship = null }) {
     this.docId = docId
     this.onChange = onChange
     this.state = 'connecting'
@@ -253,6 +253,7 @@ export class Session {
             if (u.docChanged || u.selectionSet) this._update()
           }),
           yCollab(this.ytext, this.awareness, { undoManager: this.undoManager }),
+          authorship ?? [],
           theme
         ]
       })

@@ -413,6 +413,51 @@ describe('the browser editor', { timeout: 150_000 }, () => {
     })
   })
 
+  it('"Authors" colours the text by who typed it, with the server\'s colours, live', { timeout: TEST_TIMEOUT }, async () => {
+    await withServer('authors', async (server) => {
+      const doc = await server.createDocument('Authors', '')
+      const alice = await person(browser, server, ALICE)
+      const bob = await person(browser, server, BOB)
+      try {
+        await Promise.all([openDocument(alice, doc.id), openDocument(bob, doc.id)])
+        await alice.page.keyboard.type('alice wrote this. ')
+        await waitPageText(bob.page, 'alice wrote this. ')
+        await placeCursor(bob.page, 'alice wrote this. '.length)
+        await bob.page.keyboard.type('bob added that.')
+        const both = 'alice wrote this. bob added that.'
+        await waitPageText(alice.page, both)
+        await until('the server has both', async () => (await server.text(doc.id)) === both)
+
+        await alice.page.locator('[data-action=authors]').click()
+        const marked = (page, who) => page.locator(`.cm-author[data-author="${who}"]`).allTextContents().then((t) => t.join(''))
+        await until('Bob\'s text is his in Alice\'s page', async () => (await marked(alice.page, BOB.name)) === 'bob added that.')
+        assert.equal(await marked(alice.page, ALICE.name), 'alice wrote this. ')
+        // The page's colours are the server's.
+        const blame = (await server.api('GET', `/api/documents/${doc.id}/blame`)).body
+        for (const a of blame.authors) {
+          const color = await alice.page.locator(`.cm-author[data-author="${a.name}"]`).first().getAttribute('data-color')
+          assert.equal(color, a.color, `${a.name}'s colour`)
+        }
+        assert.match(await alice.page.locator('.authors-legend').textContent(), /Alice.*Bob|Bob.*Alice/)
+
+        // Live: Bob types on, and his new text takes his colour in Alice's page.
+        await bob.page.keyboard.type(' More.')
+        await until('Bob\'s new text is his too', async () => (await marked(alice.page, BOB.name)) === 'bob added that. More.')
+        // Alice's own typing is hers at once.
+        await placeCursor(alice.page, 0)
+        await alice.page.keyboard.type('> ')
+        await until('Alice\'s new text is hers', async () => (await marked(alice.page, ALICE.name)).startsWith('> '))
+        // Off again: no colours.
+        await alice.page.locator('[data-action=authors]').click()
+        await until('the colours are gone', async () => (await alice.page.locator('.cm-author').count()) === 0)
+        assertNoErrors(alice)
+        assertNoErrors(bob)
+      } finally {
+        await closeAll(alice, bob)
+      }
+    })
+  })
+
   it('search and replace, and autocomplete from the server\'s words', { timeout: TEST_TIMEOUT }, async () => {
     await withServer('search', async (server) => {
       const doc = await server.createDocument('Words', 'collaborate with collaborators\nfoo bar foo\n')

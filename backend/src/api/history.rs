@@ -18,13 +18,13 @@ use super::extract::{check_id, in_range, non_negative, opt_i64, Caller, DocId};
 use super::text::{replace_text, text_at, ChangeResult};
 use super::{doc_problem, internal, rfc3339, store_problem, version_problem, ApiState};
 use crate::blame;
-use crate::document::{build_doc, ApiRequest, DocError};
+use crate::document::{ApiRequest, DocError};
 use crate::edit;
 use crate::problem::{
     ApiJson, ApiQuery, DatabaseUnavailable, InvalidParameters, JsonBodyRefused, NoSuchDocument,
     Problem, UnknownVersion,
 };
-use crate::store::{HistoryRow, NamedVersion};
+use crate::store::{self, HistoryRow, NamedVersion};
 use crate::versions;
 
 const ORIGIN_RESTORE: &str = "rest:restore";
@@ -186,9 +186,6 @@ pub enum Grouping {
     None,
 }
 
-/// Rows by one author with no pause longer than this between them make one change.
-pub const CHANGE_PAUSE_MS: i64 = 30_000;
-
 /// Consecutive op-log rows by one author, none more than 30 s after the one before.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Change {
@@ -308,10 +305,130 @@ pub(super) async fn get_history(
 }
 
 /// Up to `limit` changes ending before version `before`, newest first.
+/// A change as found in the op log: its oldest and newest row and how many rows it holds.
+struct Group {
+    oldest: HistoryRow,
+    newest: HistoryRow,
+    rows: i64,
+}
+
 async fn changes(s: &ApiState, id: &str, before: i64, limit: i64) -> Result<History, Problem> {
-    // Rows newest first, in growing batches, until the page's last change is known complete
-    // (a row of another change follows it, or the op log ends).
-    let mut groups: Vec<Vec<HistoryRow>> = Vec::new();
+    let (groups, more) = match groups_by_start(s, id, before, limit).await? {
+        Some(found) => found,
+        // Rows written before changes were recorded at commit.
+        None => groups_by_scan(s, id, before, limit).await?,
+    };
+    let next_before = more.then(|| groups.last().map(|g| g.oldest.seq)).flatten();
+    // The texts around every change on the page (each from the one before or a checkpoint).
+    let mut bounds: Vec<i64> = groups
+        .iter()
+        .flat_map(|g| [g.oldest.seq - 1, g.newest.seq])
+        .collect();
+    bounds.sort_unstable();
+    bounds.dedup();
+    let texts: HashMap<i64, String> =
+        match versions::texts_at(&s.ctx.store, &s.ctx.versions, id, &bounds).await {
+            Ok(texts) => texts.into_iter().collect(),
+            Err(err) => {
+                tracing::debug!(doc = id, %err, "history: texts around changes unavailable");
+                HashMap::new()
+            }
+        };
+    let changes = groups
+        .into_iter()
+        .map(
+            |Group {
+                 oldest,
+                 newest,
+                 rows,
+             }| {
+                let from = oldest.seq - 1;
+                let summary = texts
+                    .get(&from)
+                    .zip(texts.get(&newest.seq))
+                    .map(|(a, b)| summarize(a, b));
+                Change {
+                    color: oldest.author.as_deref().map(blame::color_of),
+                    author: oldest.author,
+                    origin: oldest.origin,
+                    from_version: from,
+                    first_version: oldest.seq,
+                    last_version: newest.seq,
+                    rows,
+                    started: rfc3339(oldest.received_ms),
+                    ended: rfc3339(newest.received_ms),
+                    inserted: summary.as_ref().map(|s| s.0),
+                    deleted: summary.as_ref().map(|s| s.1),
+                    preview: summary.map(|s| s.2),
+                }
+            },
+        )
+        .collect();
+    Ok(History {
+        changes: Some(changes),
+        entries: None,
+        next_before,
+    })
+}
+
+/// Up to `limit` changes before `before` from the first version each row records of its change
+/// (`change_start`, set at commit): two point reads per change. `None` when a row has none.
+async fn groups_by_start(
+    s: &ApiState,
+    id: &str,
+    before: i64,
+    limit: i64,
+) -> Result<Option<(Vec<Group>, bool)>, Problem> {
+    let store = &s.ctx.store;
+    let mut groups = Vec::new();
+    let mut cursor = before;
+    loop {
+        let Some(newest) = store
+            .history(id, cursor, 1)
+            .await
+            .map_err(store_problem)?
+            .pop()
+        else {
+            return Ok(Some((groups, false)));
+        };
+        if groups.len() as i64 == limit {
+            return Ok(Some((groups, true)));
+        }
+        let Some(start) = newest.change_start else {
+            return Ok(None);
+        };
+        let oldest = if start >= newest.seq {
+            newest.clone()
+        } else {
+            // The oldest row still stored: the change's first rows may be compacted away.
+            store
+                .rows_after(id, start - 1, 1)
+                .await
+                .map_err(store_problem)?
+                .pop()
+                .filter(|r| r.seq <= newest.seq)
+                .unwrap_or_else(|| newest.clone())
+        };
+        cursor = oldest.seq;
+        let rows = newest.seq - oldest.seq + 1;
+        groups.push(Group {
+            oldest,
+            newest,
+            rows,
+        });
+    }
+}
+
+/// Up to `limit` changes before `before`, grouping the rows themselves: newest first, in growing
+/// batches, until the page's last change is known complete (a row of another change follows
+/// it, or the op log ends).
+async fn groups_by_scan(
+    s: &ApiState,
+    id: &str,
+    before: i64,
+    limit: i64,
+) -> Result<(Vec<Group>, bool), Problem> {
+    let mut groups: Vec<Group> = Vec::new();
     let (mut cursor, mut batch, mut exhausted) = (before, 500i64, false);
     while !exhausted && groups.len() as i64 <= limit {
         let rows = s
@@ -324,86 +441,35 @@ async fn changes(s: &ApiState, id: &str, before: i64, limit: i64) -> Result<Hist
         batch = (batch * 4).min(100_000);
         for row in rows {
             cursor = row.seq;
-            let joins = groups
-                .last()
-                .and_then(|g| g.last())
-                .is_some_and(|newer| same_change(&row, newer));
-            if joins {
-                groups.last_mut().expect("joined a group").push(row);
-            } else if groups.len() as i64 == limit {
+            let full = groups.len() as i64 == limit;
+            match groups.last_mut() {
+                Some(g) if same_change(&row, &g.oldest) => {
+                    g.rows += 1;
+                    g.oldest = row;
+                }
                 // The page is full and its last change complete.
-                groups.push(vec![row]);
-                break;
-            } else {
-                groups.push(vec![row]);
+                _ if full => return Ok((groups, true)),
+                _ => groups.push(Group {
+                    oldest: row.clone(),
+                    newest: row,
+                    rows: 1,
+                }),
             }
         }
     }
-    let more = groups.len() as i64 > limit;
-    groups.truncate(limit as usize);
-    let next_before = more
-        .then(|| groups.last().and_then(|g| g.last()).map(|r| r.seq))
-        .flatten();
-    // The text around every change on the page, in one replay.
-    let mut bounds: Vec<i64> = groups
-        .iter()
-        .flat_map(|g| [g.last().map_or(0, |r| r.seq - 1), g[0].seq])
-        .collect();
-    bounds.sort_unstable();
-    bounds.dedup();
-    let texts: HashMap<i64, String> = match versions::texts_at(&s.ctx.store, id, &bounds).await {
-        Ok(texts) => texts.into_iter().collect(),
-        Err(err) => {
-            tracing::debug!(doc = id, %err, "history: texts around changes unavailable");
-            HashMap::new()
-        }
-    };
-    let changes = groups
-        .into_iter()
-        .map(|g| {
-            let (newest, oldest) = (&g[0], &g[g.len() - 1]);
-            let from = oldest.seq - 1;
-            let summary = texts
-                .get(&from)
-                .zip(texts.get(&newest.seq))
-                .map(|(a, b)| summarize(a, b));
-            Change {
-                author: oldest.author.clone(),
-                color: oldest.author.as_deref().map(blame::color_of),
-                origin: oldest.origin.clone(),
-                from_version: from,
-                first_version: oldest.seq,
-                last_version: newest.seq,
-                rows: g.len() as i64,
-                started: rfc3339(oldest.received_ms),
-                ended: rfc3339(newest.received_ms),
-                inserted: summary.as_ref().map(|s| s.0),
-                deleted: summary.as_ref().map(|s| s.1),
-                preview: summary.map(|s| s.2),
-            }
-        })
-        .collect();
-    Ok(History {
-        changes: Some(changes),
-        entries: None,
-        next_before,
-    })
+    Ok((groups, false))
 }
 
-/// True when row `older` and the next row `newer` belong to one change: the same author (or,
-/// both without one, the same origin) and no pause longer than [`CHANGE_PAUSE_MS`].
+/// True when row `older` and the next row `newer` belong to one change (the rule the store
+/// applies at commit: [`store::continues_change`]).
 fn same_change(older: &HistoryRow, newer: &HistoryRow) -> bool {
-    change_key(newer) == change_key(older)
-        && newer.received_ms - older.received_ms <= CHANGE_PAUSE_MS
-        && newer.seq == older.seq + 1
-}
-
-/// What groups rows into one change: the author, or without one, where the row came from.
-fn change_key(row: &HistoryRow) -> (Option<&str>, Option<&str>) {
-    match &row.author {
-        Some(a) => (Some(a), None),
-        None => (None, row.origin.as_deref()),
+    fn key(r: &HistoryRow) -> (Option<&str>, Option<&str>) {
+        store::change_key(r.author.as_deref(), r.origin.as_deref())
     }
+    store::continues_change(
+        (key(older), older.received_ms, older.seq),
+        (key(newer), newer.received_ms, newer.seq),
+    )
 }
 
 const PREVIEW_CHARS: usize = 80;
@@ -526,12 +592,9 @@ pub(super) async fn get_blame(
         Some(v) => v,
         None => current,
     };
-    let stored = s
-        .ctx
-        .store
-        .load_at(id, version)
+    let doc = versions::doc_at(&s.ctx.store, &s.ctx.versions, id, version)
         .await
-        .map_err(|e| version_problem(id, e.into(), "rebuilding the version failed"))?;
+        .map_err(|e| version_problem(id, e, "rebuilding the version failed"))?;
     let index = s
         .blame
         .get(&s.ctx.store, id, version)
@@ -546,13 +609,13 @@ pub(super) async fn get_blame(
         .into_iter()
         .map(|(client, name)| (client, Arc::from(name)))
         .collect();
-    let doc_id = id.to_string();
-    let spans = tokio::task::spawn_blocking(move || {
-        let doc = build_doc(&doc_id, &stored);
-        blame::blame(&doc, &index, &authors)
+    let (spans, doc) = tokio::task::spawn_blocking(move || {
+        let spans = blame::blame(&doc, &index, &authors);
+        (spans, doc)
     })
     .await
     .map_err(|_| internal("computing blame"))?;
+    s.ctx.versions.put(id, version, doc);
     let mut shares: Vec<AuthorShare> = Vec::new();
     for span in &spans {
         let len = span.end - span.start;
@@ -810,6 +873,7 @@ mod tests {
             origin: Some(origin.into()),
             author: author.map(str::to_string),
             chars: None,
+            change_start: None,
         }
     }
 

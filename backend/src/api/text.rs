@@ -201,7 +201,7 @@ pub(super) async fn text_at(
         Ok(at) => Ok(at),
         Err(DocError::Stale { .. }) => {
             let version = version.unwrap_or_default();
-            let text = versions::text_at(&s.ctx.store, id, version)
+            let text = versions::text_at(&s.ctx.store, &s.ctx.versions, id, version)
                 .await
                 .map_err(|e| version_problem(id, e, "rebuilding the version failed"))?;
             Ok(TextAt { text, version })
