@@ -55,29 +55,9 @@ pub fn awareness_name(json: &str) -> Option<Arc<str>> {
 }
 
 /// A stable colour for an author (`#rrggbb`): the same name gets the same colour on every
-/// server and in every client.
+/// server and in every client ([`quire_wire::author_color`]).
 pub fn color_of(author: &str) -> String {
-    // FNV-1a: stable across builds, unlike std's hasher.
-    let mut hash: u32 = 0x811c_9dc5;
-    for b in author.bytes() {
-        hash ^= u32::from(b);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    let hue = f64::from(hash % 360);
-    let (s, l) = (0.65, 0.42);
-    let c = (1.0 - (2.0 * l - 1.0_f64).abs()) * s;
-    let x = c * (1.0 - ((hue / 60.0) % 2.0 - 1.0).abs());
-    let m = l - c / 2.0;
-    let (r, g, b) = match hue as u32 / 60 {
-        0 => (c, x, 0.0),
-        1 => (x, c, 0.0),
-        2 => (0.0, c, x),
-        3 => (0.0, x, c),
-        4 => (x, 0.0, c),
-        _ => (c, 0.0, x),
-    };
-    let byte = |v: f64| ((v + m) * 255.0).round().clamp(0.0, 255.0) as u8;
-    format!("#{:02x}{:02x}{:02x}", byte(r), byte(g), byte(b))
+    quire_wire::author_color(author)
 }
 
 /// Which op-log row inserted each Yjs id of a document.
@@ -260,8 +240,18 @@ impl IndexCache {
         };
         let mut index = entry.lock_owned().await;
         if index.upto() < version {
+            let started = std::time::Instant::now();
             let rows = store.inserted(id, index.upto(), version).await?;
+            let read = started.elapsed();
+            let count = rows.len();
             index.extend(rows, version);
+            tracing::debug!(
+                doc = id,
+                rows = count,
+                read_ms = read.as_secs_f64() * 1e3,
+                total_ms = started.elapsed().as_secs_f64() * 1e3,
+                "blame index extended"
+            );
         }
         Ok(index)
     }

@@ -27,6 +27,9 @@ static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 /// PostgreSQL accepts at most 65,535 bind parameters per statement (SQLite 32,766); 10 per op
 /// row.
 const OPS_PER_INSERT: usize = 2_000;
+/// On SQLite, fewer: sqlx looks up every bound parameter by name among all of the statement's,
+/// so one statement's cost grows with the square of its parameters.
+const SQLITE_OPS_PER_INSERT: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -893,7 +896,11 @@ impl Store {
         }
         let missed = missed_rows(&mut tx, doc_id, known, base).await?;
         let mut prev = self.last_row(&mut tx, doc_id, base).await?;
-        for (chunk_index, chunk) in ops.chunks(OPS_PER_INSERT).enumerate() {
+        let per_insert = match self.backend {
+            Backend::Postgres => OPS_PER_INSERT,
+            Backend::Sqlite => SQLITE_OPS_PER_INSERT,
+        };
+        for (chunk_index, chunk) in ops.chunks(per_insert).enumerate() {
             let mut sql = String::from(
                 "INSERT INTO ops (doc_id, seq, update_v1, received_ms, origin, chars_inserted, \
                  chars_deleted, batch, author, inserted, change_start) VALUES ",
@@ -914,7 +921,7 @@ impl Store {
             }
             let mut query = sqlx::query(&sql);
             for (i, op) in chunk.iter().enumerate() {
-                let seq = base + 1 + (chunk_index * OPS_PER_INSERT + i) as i64;
+                let seq = base + 1 + (chunk_index * per_insert + i) as i64;
                 let key = change_key(op.author.as_deref(), op.origin.as_deref());
                 let start = match &prev {
                     Some(p)

@@ -161,7 +161,19 @@ pub struct App {
     published: Option<(usize, usize, u64)>,
     /// The text of a big file, handed to the background index builder.
     index_job: Option<String>,
+    /// Colour the text by who typed it (Ctrl-T, live documents).
+    authors_on: bool,
+    /// Who typed what, as of a text version and when computed.
+    authors: Option<(u64, Instant, Vec<AuthorRun>)>,
 }
+
+/// A run of chars and who typed it (`None`: unknown).
+pub type AuthorRun = (Range<usize>, Option<String>);
+
+/// Above this many chars who-typed-what stays off: it walks the whole text after each change.
+pub const AUTHORS_MAX_CHARS: usize = 200_000;
+/// Names published since the last walk show up within this long even without a text change.
+const AUTHORS_REFRESH: Duration = Duration::from_secs(1);
 
 fn map_pos(p: usize, range: &Range<usize>, inserted: usize) -> usize {
     if p <= range.start {
@@ -193,6 +205,8 @@ impl App {
             version: 0,
             published: None,
             index_job: None,
+            authors_on: false,
+            authors: None,
         }
     }
 
@@ -302,6 +316,60 @@ impl App {
     /// Where keys go.
     pub fn mode(&self) -> &Mode {
         &self.mode
+    }
+
+    /// Shows or hides who typed what (live documents).
+    pub fn toggle_authors(&mut self) {
+        if !matches!(self.doc, Doc::Live(_)) {
+            self.info("Ctrl-T shows who typed what in live documents");
+            return;
+        }
+        self.authors_on = !self.authors_on;
+        self.authors = None;
+        if !self.authors_on {
+            self.info("authors hidden");
+        } else if self.buf.len_chars() > AUTHORS_MAX_CHARS {
+            self.info(format!(
+                "authors are shown for documents up to {AUTHORS_MAX_CHARS} chars"
+            ));
+        } else {
+            self.info("text coloured by who typed it (Ctrl-T to hide)");
+        }
+    }
+
+    /// Who typed the chars in `visible`, when shown: runs and their authors (`None`: unknown).
+    pub fn authors_in(&mut self, visible: Range<usize>) -> Vec<AuthorRun> {
+        if !self.authors_on || self.buf.len_chars() > AUTHORS_MAX_CHARS {
+            return Vec::new();
+        }
+        let stale = self.authors.as_ref().is_none_or(|(version, at, _)| {
+            *version != self.version || at.elapsed() >= AUTHORS_REFRESH
+        });
+        if stale {
+            let version = self.version;
+            let Some(session) = self.session() else {
+                return Vec::new();
+            };
+            let mut at = 0;
+            let runs = session
+                .authorship()
+                .into_iter()
+                .map(|(len, who)| {
+                    at += len;
+                    (at - len..at, who)
+                })
+                .collect();
+            self.authors = Some((version, Instant::now(), runs));
+        }
+        let Some((_, _, runs)) = &self.authors else {
+            return Vec::new();
+        };
+        let first = runs.partition_point(|(r, _)| r.end <= visible.start);
+        runs[first..]
+            .iter()
+            .take_while(|(r, _)| r.start < visible.end)
+            .cloned()
+            .collect()
     }
 
     /// The collaborators' cursors and names (none for a local file).
@@ -708,6 +776,7 @@ impl App {
                 return;
             }
             Action::Save => self.save(false),
+            Action::Authors => self.toggle_authors(),
             Action::Quit => self.ask_quit(),
             Action::Escape => {
                 self.caret.clear_selection();

@@ -13,6 +13,7 @@
 //! | Ctrl-F | find (then: Enter/↓ next, ↑ previous, Alt-C case, Ctrl-R replace, Alt-A replace all, Esc) |
 //! | Ctrl-Space, or Tab after a word prefix | complete the word |
 //! | Ctrl-S | save (live mode: write the local copy) |
+//! | Ctrl-T | live mode: colour the text by who typed it (again: plain) |
 //! | Ctrl-Q | quit (asks when something is unsaved) |
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -52,6 +53,7 @@ pub enum Action {
     Find,
     Complete,
     Save,
+    Authors,
     Quit,
     Escape,
 }
@@ -93,6 +95,7 @@ pub fn action(key: &KeyEvent) -> Option<Action> {
             'y' => Some(Action::Redo),
             'f' => Some(Action::Find),
             's' => Some(Action::Save),
+            't' => Some(Action::Authors),
             'q' => Some(Action::Quit),
             // A bare line feed (some terminals' Enter in raw mode) arrives as Ctrl-J.
             'j' => Some(Action::Newline),

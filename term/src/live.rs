@@ -32,7 +32,7 @@
 //! edits and never a collaborator's. Its steps are cut at cursor moves ([`Session::seal`]) and
 //! after 500 ms without typing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -135,6 +135,9 @@ pub struct Session {
     pub notices: Vec<String>,
     /// Why the server refuses this replica's edits (a read-only token, a size limit).
     pub denied: Option<String>,
+    /// The names Yjs clients published in awareness this session (kept after they leave), for
+    /// who typed what.
+    names: HashMap<u64, String>,
 }
 
 impl Session {
@@ -198,6 +201,7 @@ impl Session {
             peers_dirty: false,
             notices: Vec::new(),
             denied: None,
+            names: HashMap::new(),
         };
         session.set_awareness(None);
         session
@@ -526,6 +530,53 @@ impl Session {
         &self.peers
     }
 
+    /// Who typed the text: runs of chars in order, each with its author's name (`None` when
+    /// unknown: a client that published no name while this session was open). Names come from
+    /// this session's user and from the awareness states seen so far. Walks the whole text.
+    pub fn authorship(&mut self) -> Vec<(usize, Option<String>)> {
+        for (id, state) in self.awareness.iter() {
+            let name = state
+                .data
+                .as_deref()
+                .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+                .and_then(|v| v["user"]["name"].as_str().map(str::to_string));
+            if let Some(name) = name {
+                self.names.insert(id.get(), name);
+            }
+        }
+        let me = self.doc.client_id();
+        let mut txn = self.doc.transact_mut();
+        let now = txn.snapshot();
+        // Against an empty snapshot every visible item counts as added: each chunk comes with
+        // the id of the item it is from. Nothing changes, so nothing is sent.
+        let chunks = self.text.diff_range(
+            &mut txn,
+            Some(&now),
+            Some(&yrs::Snapshot::default()),
+            |c: yrs::types::text::YChange| c.id,
+        );
+        drop(txn);
+        let mut runs: Vec<(usize, Option<String>)> = Vec::new();
+        for chunk in chunks {
+            let Out::Any(Any::String(s)) = &chunk.insert else {
+                continue;
+            };
+            let who = chunk.ychange.and_then(|id| {
+                if id.client == me {
+                    Some(self.user.name.clone())
+                } else {
+                    self.names.get(&id.client.get()).cloned()
+                }
+            });
+            let n = s.chars().count();
+            match runs.last_mut() {
+                Some((len, last)) if *last == who => *len += n,
+                _ => runs.push((n, who)),
+            }
+        }
+        runs
+    }
+
     /// Marks peers' cursors for recomputation (the buffer changed).
     pub fn text_changed(&mut self) {
         self.peers_dirty = true;
@@ -670,8 +721,10 @@ mod tests {
         assert_eq!(si.get_offset(&txn).unwrap().index, 3);
     }
 
-    #[test]
-    fn two_sessions_sync_and_see_cursors() {
+    type Outgoing = tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>;
+
+    /// Alice and Bob, connected back to back and synced.
+    fn synced_pair() -> (Session, Outgoing, Session, Outgoing) {
         let mut a = Session::new("ws://x/ws/d".into(), "d".into(), user("alice"));
         let mut b = Session::new("ws://x/ws/d".into(), "d".into(), user("bob"));
         let mut arx = connected(&mut a);
@@ -679,6 +732,48 @@ mod tests {
         pump(&mut a, &mut arx, &mut b);
         pump(&mut b, &mut brx, &mut a);
         pump(&mut a, &mut arx, &mut b);
+        (a, arx, b, brx)
+    }
+
+    #[test]
+    fn authorship_names_each_run_by_who_typed_it() {
+        let (mut a, mut arx, mut b, mut brx) = synced_pair();
+        let mut abuf = GapBuffer::from_text("");
+        a.local_edit(&abuf, 0..0, "héllo 😀");
+        abuf.insert(0, "héllo 😀").unwrap();
+        a.publish_cursor(&abuf, 0, 0);
+        pump(&mut a, &mut arx, &mut b);
+        let mut bbuf = GapBuffer::from_text(&b.text());
+        b.local_edit(&bbuf, 5..5, ", bob");
+        bbuf.insert(5, ", bob").unwrap();
+        pump(&mut b, &mut brx, &mut a);
+        assert_eq!(a.text(), "héllo, bob 😀");
+        let named = |n: usize, who: &str| (n, Some(who.to_string()));
+        // Bob's name came with his awareness when he connected.
+        let runs = vec![named(5, "alice"), named(5, "bob"), named(2, "alice")];
+        assert_eq!(a.authorship(), runs);
+        // It stays known after his presence goes (he left, or it expired).
+        let bob = yrs::ClientID::new(b.client_id());
+        a.awareness.remove_state(bob);
+        assert_eq!(a.authorship(), runs);
+        // A client never seen is unknown.
+        a.names.clear();
+        assert_eq!(
+            a.authorship(),
+            vec![named(5, "alice"), (5, None), named(2, "alice")]
+        );
+        a.names.insert(b.client_id(), "bob".into());
+        assert_eq!(b.authorship(), a.authorship());
+        assert_eq!(
+            a.text(),
+            "héllo, bob 😀",
+            "reading authorship changes nothing"
+        );
+    }
+
+    #[test]
+    fn two_sessions_sync_and_see_cursors() {
+        let (mut a, mut arx, mut b, _brx) = synced_pair();
         assert_eq!((&a.conn, &b.conn), (&Conn::Synced, &Conn::Synced));
         let mut abuf = GapBuffer::from_text("");
         a.local_edit(&abuf, 0..0, "h😀llo");

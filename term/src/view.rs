@@ -80,7 +80,8 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
 
     let peers = app.peers();
     let visible = visible_chars(app, text_rows as usize);
-    let highlights = highlights(app, &peers, visible);
+    let authors = app.authors_in(visible.clone());
+    let highlights = highlights(app, &peers, &authors, visible);
     let cursor = draw_text(frame.buffer_mut(), app, area, gutter, &highlights, &peers);
 
     let mut y = area.y + text_rows;
@@ -118,8 +119,28 @@ fn visible_chars(app: &App, rows: usize) -> Range<usize> {
     start..end
 }
 
-fn highlights(app: &App, peers: &[Peer], visible: Range<usize>) -> Highlights {
+fn highlights(
+    app: &App,
+    peers: &[Peer],
+    authors: &[(Range<usize>, Option<String>)],
+    visible: Range<usize>,
+) -> Highlights {
     let mut layers = Vec::new();
+    // Who typed what first: everything else is drawn over it.
+    let mut by_author: Vec<(&Option<String>, Vec<Range<usize>>)> = Vec::new();
+    for (range, who) in authors {
+        match by_author.iter_mut().find(|(w, _)| *w == who) {
+            Some((_, ranges)) => ranges.push(range.clone()),
+            None => by_author.push((who, vec![range.clone()])),
+        }
+    }
+    for (who, ranges) in by_author {
+        let color = who
+            .as_deref()
+            .and_then(|name| parse_hex(&quire_wire::author_color(name)))
+            .map_or(Color::DarkGray, |(r, g, b)| Color::Rgb(r, g, b));
+        layers.push((ranges, Style::new().fg(color)));
+    }
     for peer in peers {
         if let Some((a, h)) = peer.cursor {
             let style = Style::new()

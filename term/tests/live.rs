@@ -366,3 +366,49 @@ async fn cursors_interoperate_with_the_stock_yjs_client() {
     })
     .await
 }
+
+/// Ctrl-T colours the text by who typed it: a Yjs client named "carol" in awareness, and the
+/// editor's own user, each in the colour the server's blame gives them; Ctrl-T again: plain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_t_colours_the_text_by_who_typed_it() {
+    bounded(LIMIT, async {
+        let server = TestServer::start(StoreKind::Sqlite, &[]).await;
+        let s = Scratch::new("authors");
+        let carol = Client::connect(&server.ws_url("authors")).await;
+        let id = carol.doc().client_id().get();
+        carol.set_presence(id, 1, r##"{"user":{"name":"carol","color":"#123456"}}"##);
+        carol.push("carol was here\n");
+        carol.flush().await;
+        let doc_url = format!("{}/authors", server.url());
+        let mut alice = editor("alice", &[&doc_url, "--name", "alice"], &s);
+        alice.wait_for_async("● synced").await;
+        alice.wait_for_async("carol was here").await;
+        alice.send(CTRL_END);
+        alice.send("alice too");
+        carol.wait_for_text("carol was here\nalice too", WAIT).await;
+        let color = |name: &str| {
+            let hex = quire_wire::author_color(name);
+            rgb(u32::from_str_radix(&hex[1..], 16).unwrap())
+        };
+        alice.send(CTRL_T);
+        alice
+            .wait_until_async("carol's and alice's text in their colours", |s| {
+                s.cell(0, 4).is_some_and(|c| c.fgcolor() == color("carol"))
+                    && s.cell(0, 4 + 13)
+                        .is_some_and(|c| c.fgcolor() == color("carol"))
+                    && s.cell(1, 4).is_some_and(|c| c.fgcolor() == color("alice"))
+            })
+            .await;
+        alice.wait_for_async("coloured by who typed it").await;
+        alice.send(CTRL_T);
+        alice
+            .wait_until_async("plain again", |s| {
+                s.cell(0, 4)
+                    .is_some_and(|c| c.fgcolor() == vt100::Color::Default)
+            })
+            .await;
+        alice.send(CTRL_Q);
+        alice.wait_exit_async().await;
+    })
+    .await;
+}

@@ -10,7 +10,7 @@ import { api } from './api.js'
 const setMarks = StateEffect.define()
 const REFRESH_MS = 800
 
-/** The colour the server gives `author` (blame.rs `color_of`): FNV-1a of the UTF-8 name → hue. */
+/** The colour the server gives `author` (`quire_wire::author_color`): FNV-1a of the UTF-8 name → hue. */
 export function colorOf (author) {
   let hash = 0x811c9dc5
   for (const b of new TextEncoder().encode(author)) {

@@ -57,6 +57,32 @@ pub mod close {
 /// Longest document id accepted.
 pub const MAX_DOC_ID_LEN: usize = 128;
 
+/// An author's colour (`#rrggbb`) in history and blame: the same name gets the same colour from
+/// the server, the terminal editor and the browser (web/src/authors.js computes it alike).
+pub fn author_color(author: &str) -> String {
+    // FNV-1a: stable across builds and languages, unlike std's hasher.
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in author.bytes() {
+        hash ^= u32::from(b);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    let hue = f64::from(hash % 360);
+    let (s, l) = (0.65, 0.42);
+    let c = (1.0 - (2.0 * l - 1.0_f64).abs()) * s;
+    let x = c * (1.0 - ((hue / 60.0) % 2.0 - 1.0).abs());
+    let m = l - c / 2.0;
+    let (r, g, b) = match hue as u32 / 60 {
+        0 => (c, x, 0.0),
+        1 => (x, c, 0.0),
+        2 => (0.0, c, x),
+        3 => (0.0, x, c),
+        4 => (x, 0.0, c),
+        _ => (c, 0.0, x),
+    };
+    let byte = |v: f64| ((v + m) * 255.0).round().clamp(0.0, 255.0) as u8;
+    format!("#{:02x}{:02x}{:02x}", byte(r), byte(g), byte(b))
+}
+
 /// Checks a document id: 1–128 characters of `A-Z a-z 0-9 . _ -`.
 pub fn validate_doc_id(id: &str) -> Result<(), String> {
     if id.is_empty() || id.len() > MAX_DOC_ID_LEN {

@@ -26,6 +26,7 @@ pub mod keys {
     pub const CTRL_Q: &str = "\x11";
     pub const CTRL_R: &str = "\x12";
     pub const CTRL_S: &str = "\x13";
+    pub const CTRL_T: &str = "\x14";
     pub const CTRL_V: &str = "\x16";
     pub const CTRL_X: &str = "\x18";
     pub const CTRL_Y: &str = "\x19";
