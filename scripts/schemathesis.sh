@@ -47,9 +47,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A small body limit, so the 413 path is exercised too.
+# A small body limit, so the 413 path is exercised too; change-feed long polls held 1 s at most
+# (within the 10 s request timeout, whatever `wait` schemathesis picks).
 "$target_dir/debug/quire-server" --listen 127.0.0.1:0 --database-url "sqlite:$run/quire.db" \
-  --max-body-bytes 16384 >"$run/stdout" 2>"$run/server.log" &
+  --max-body-bytes 16384 --max-feed-wait-secs 1 >"$run/stdout" 2>"$run/server.log" &
 server_pid=$!
 addr=
 for _ in $(seq 1 300); do

@@ -78,35 +78,80 @@ impl BlameIndex {
 
     /// Adds rows stored after `upto` (in order), then `upto` moves to `to`.
     pub fn extend(&mut self, rows: Vec<InsertedRow>, to: i64) {
-        let mut unsorted = Vec::new();
         let mut names: HashMap<String, Arc<str>> = HashMap::new();
+        let mut unsorted = Vec::new();
         for row in rows {
             if row.seq <= self.upto {
                 continue;
             }
-            let ids = match &row.ids {
-                RowIds::Inserted(bytes) => IdSet::decode_v1(bytes).ok(),
-                RowIds::Update(bytes) => Update::decode_v1(bytes).ok().map(|u| u.insertions(true)),
-            };
             let author = row.author.map(|a| {
                 names
                     .entry(a)
                     .or_insert_with_key(|a| Arc::from(a.as_str()))
                     .clone()
             });
-            let index = self.rows.len() as u32;
-            self.rows.push((row.seq, author));
-            let Some(ids) = ids else { continue };
-            for (client, ranges) in ids.iter() {
-                let list = self.clients.entry(client.get()).or_default();
-                for range in ranges.iter() {
-                    if list.last().is_some_and(|last| last.0 > range.start) {
-                        unsorted.push(client.get());
-                    }
-                    list.push((range.start, range.end, index));
-                }
+            let ranges = ids_of(&row.ids);
+            self.push_row(row.seq, author, &ranges, &mut unsorted);
+        }
+        self.finish(unsorted, to);
+    }
+
+    /// Adds a blame segment (see [`encode_segment`]) covering the rows up to `to`; the index
+    /// is left as it was when the segment does not decode.
+    pub fn extend_segment(&mut self, data: &[u8], to: i64) -> Result<(), SegmentError> {
+        let mut r = Reader(data);
+        let authors: Vec<Arc<str>> = (0..r.count()?)
+            .map(|_| r.string().map(Arc::from))
+            .collect::<Result<_, _>>()?;
+        let clients: Vec<u64> = (0..r.count()?)
+            .map(|_| r.varint())
+            .collect::<Result<_, _>>()?;
+        let mut rows = Vec::new();
+        for _ in 0..r.count()? {
+            let seq = r.varint()? as i64;
+            let author = match r.varint()? as usize {
+                0 => None,
+                i => Some(authors.get(i - 1).ok_or(SegmentError)?.clone()),
+            };
+            let ranges = (0..r.count()?)
+                .map(|_| {
+                    let client = *clients.get(r.varint()? as usize).ok_or(SegmentError)?;
+                    let start = u32::try_from(r.varint()?).map_err(|_| SegmentError)?;
+                    let len = u32::try_from(r.varint()?).map_err(|_| SegmentError)?;
+                    Ok((client, start, start.checked_add(len).ok_or(SegmentError)?))
+                })
+                .collect::<Result<Vec<_>, SegmentError>>()?;
+            rows.push((seq, author, ranges));
+        }
+        let mut unsorted = Vec::new();
+        for (seq, author, ranges) in rows {
+            if seq > self.upto {
+                self.push_row(seq, author, &ranges, &mut unsorted);
             }
         }
+        self.finish(unsorted, to);
+        Ok(())
+    }
+
+    fn push_row(
+        &mut self,
+        seq: i64,
+        author: Option<Arc<str>>,
+        ranges: &[(u64, u32, u32)],
+        unsorted: &mut Vec<u64>,
+    ) {
+        let index = self.rows.len() as u32;
+        self.rows.push((seq, author));
+        for &(client, start, end) in ranges {
+            let list = self.clients.entry(client).or_default();
+            if list.last().is_some_and(|last| last.0 > start) {
+                unsorted.push(client);
+            }
+            list.push((start, end, index));
+        }
+    }
+
+    fn finish(&mut self, unsorted: Vec<u64>, to: i64) {
         for client in unsorted {
             if let Some(list) = self.clients.get_mut(&client) {
                 list.sort_unstable();
@@ -122,6 +167,144 @@ impl BlameIndex {
         let (_, end, row) = *list.get(i.checked_sub(1)?)?;
         (clock < end).then_some((row, end))
     }
+}
+
+/// The clock ranges a row inserted, as `(client, start, end)`.
+fn ids_of(ids: &RowIds) -> Vec<(u64, u32, u32)> {
+    let set = match ids {
+        RowIds::Inserted(bytes) => IdSet::decode_v1(bytes).ok(),
+        RowIds::Update(bytes) => Update::decode_v1(bytes).ok().map(|u| u.insertions(true)),
+    };
+    let Some(set) = set else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (client, ranges) in set.iter() {
+        for range in ranges.iter() {
+            out.push((client.get(), range.start, range.end));
+        }
+    }
+    out
+}
+
+/// Rows per blame segment at most.
+const SEGMENT_ROWS: i64 = 20_000;
+
+/// A blame segment that does not decode (the rows are read instead).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("blame segment does not decode")]
+pub struct SegmentError;
+
+/// The rows' authors and inserted ids, compactly: LEB128 counts and values; a table of author
+/// names and of client ids, then per row its version, its author (index + 1; 0: none) and its
+/// ranges as (client index, start, length).
+pub fn encode_segment(rows: &[InsertedRow]) -> Vec<u8> {
+    let mut authors: Vec<&str> = Vec::new();
+    let mut clients: Vec<u64> = Vec::new();
+    let mut client_index: HashMap<u64, u64> = HashMap::new();
+    let mut body = Vec::new();
+    write_varint(&mut body, rows.len() as u64);
+    for row in rows {
+        write_varint(&mut body, row.seq as u64);
+        let author = match row.author.as_deref() {
+            None => 0,
+            Some(a) => match authors.iter().position(|x| *x == a) {
+                Some(i) => i + 1,
+                None => {
+                    authors.push(a);
+                    authors.len()
+                }
+            },
+        };
+        write_varint(&mut body, author as u64);
+        let ranges = ids_of(&row.ids);
+        write_varint(&mut body, ranges.len() as u64);
+        for (client, start, end) in ranges {
+            let i = *client_index.entry(client).or_insert_with(|| {
+                clients.push(client);
+                clients.len() as u64 - 1
+            });
+            write_varint(&mut body, i);
+            write_varint(&mut body, u64::from(start));
+            write_varint(&mut body, u64::from(end - start));
+        }
+    }
+    let mut out = Vec::with_capacity(body.len() + 64);
+    write_varint(&mut out, authors.len() as u64);
+    for a in authors {
+        write_varint(&mut out, a.len() as u64);
+        out.extend_from_slice(a.as_bytes());
+    }
+    write_varint(&mut out, clients.len() as u64);
+    for c in clients {
+        write_varint(&mut out, c);
+    }
+    out.extend_from_slice(&body);
+    out
+}
+
+fn write_varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn varint(&mut self) -> Result<u64, SegmentError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = self.0.split_first().ok_or(SegmentError)?;
+            self.0 = rest;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(SegmentError)
+    }
+
+    /// A count, checked against the bytes left (each item takes at least one).
+    fn count(&mut self) -> Result<usize, SegmentError> {
+        let n = self.varint()?;
+        if n > self.0.len() as u64 {
+            return Err(SegmentError);
+        }
+        Ok(n as usize)
+    }
+
+    fn string(&mut self) -> Result<String, SegmentError> {
+        let n = self.count()?;
+        let (bytes, rest) = self.0.split_at(n);
+        self.0 = rest;
+        String::from_utf8(bytes.to_vec()).map_err(|_| SegmentError)
+    }
+}
+
+/// Writes blame segments for the document's rows up to `upto` that have none yet (with each
+/// snapshot), so the first blame of a long history reads a few blobs, not every row.
+pub async fn save_segments(store: &Store, id: &str, upto: i64) -> Result<(), StoreError> {
+    let mut after = store.blame_segments_end(id).await?;
+    while after < upto {
+        let end = (after + SEGMENT_ROWS).min(upto);
+        let rows = store.inserted(id, after, end).await?;
+        let data = tokio::task::spawn_blocking(move || encode_segment(&rows))
+            .await
+            .unwrap_or_default();
+        if data.is_empty() {
+            return Ok(());
+        }
+        store.save_blame_segment(id, after, end, &data).await?;
+        after = end;
+    }
+    Ok(())
 }
 
 /// A run of text typed by one author in one version.
@@ -241,6 +424,16 @@ impl IndexCache {
         let mut index = entry.lock_owned().await;
         if index.upto() < version {
             let started = std::time::Instant::now();
+            // Segments first, in order and without gaps; then the rows after the last one.
+            for (after, upto, data) in store.blame_segments(id, index.upto(), version).await? {
+                if after != index.upto() {
+                    continue;
+                }
+                if let Err(err) = index.extend_segment(&data, upto) {
+                    tracing::warn!(doc = id, after, upto, %err, "blame segment skipped");
+                    break;
+                }
+            }
             let rows = store.inserted(id, index.upto(), version).await?;
             let read = started.elapsed();
             let count = rows.len();
@@ -324,9 +517,19 @@ mod tests {
             t.encode_update_v1()
         };
         apply(u3, 3, "alice", &mut rows);
+        let segment = encode_segment(&rows);
         let mut index = BlameIndex::default();
         index.extend(rows, 3);
         let spans = blame(&server, &index, &HashMap::new());
+        // The same from a blame segment; a damaged one is refused and changes nothing.
+        let mut from_segment = BlameIndex::default();
+        from_segment.extend_segment(&segment, 3).unwrap();
+        assert_eq!(blame(&server, &from_segment, &HashMap::new()), spans);
+        let mut untouched = BlameIndex::default();
+        for cut in [1, segment.len() / 2, segment.len() - 1] {
+            assert!(untouched.extend_segment(&segment[..cut], 3).is_err());
+        }
+        assert_eq!((untouched.upto(), untouched.rows.len()), (0, 0));
         let text = server
             .get_or_insert_text(TEXT_NAME)
             .get_string(&server.transact());

@@ -53,6 +53,11 @@ pub struct Config {
     #[arg(long, env = "QUIRE_OP_RETENTION_SECS", default_value_t = 0)]
     pub op_retention_secs: u64,
 
+    /// The longest a change-feed long poll is held (`GET …/changes?wait=`), in seconds; a longer
+    /// wait is answered after this long, with no rows.
+    #[arg(long, env = "QUIRE_MAX_FEED_WAIT_SECS", default_value_t = 60)]
+    pub max_feed_wait_secs: u64,
+
     /// Keep a snapshot as a history checkpoint every this many ops (0: none), so the text and
     /// blame at any older version are rebuilt from a nearby state, not from the first op.
     #[arg(long, env = "QUIRE_HISTORY_CHECKPOINT_OPS", default_value_t = 10_000)]

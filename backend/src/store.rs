@@ -585,7 +585,12 @@ impl Store {
             .bind(doc_id)
             .execute(&mut *tx)
             .await?;
-        for table in ["snapshots", "doc_authors", "named_versions"] {
+        for table in [
+            "snapshots",
+            "doc_authors",
+            "named_versions",
+            "blame_segments",
+        ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE doc_id = $1"))
                 .bind(doc_id)
                 .execute(&mut *tx)
@@ -723,6 +728,60 @@ impl Store {
             });
         }
         Ok(out)
+    }
+
+    /// Where the document's blame segments end (0: it has none).
+    pub async fn blame_segments_end(&self, doc_id: &str) -> Result<i64, StoreError> {
+        let row =
+            sqlx::query("SELECT COALESCE(MAX(upto_seq), 0) FROM blame_segments WHERE doc_id = $1")
+                .bind(doc_id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Stores the blame segment of the rows in `(after, upto]` (another server's for the same
+    /// end wins).
+    pub async fn save_blame_segment(
+        &self,
+        doc_id: &str,
+        after: i64,
+        upto: i64,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO blame_segments (doc_id, after_seq, upto_seq, data) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (doc_id, upto_seq) DO NOTHING",
+        )
+        .bind(doc_id)
+        .bind(after)
+        .bind(upto)
+        .bind(data)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The blame segments within `(after, upto]`, as `(after, upto, data)` in order of their end.
+    pub async fn blame_segments(
+        &self,
+        doc_id: &str,
+        after: i64,
+        upto: i64,
+    ) -> Result<Vec<(i64, i64, Vec<u8>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT after_seq, upto_seq, data FROM blame_segments \
+             WHERE doc_id = $1 AND after_seq >= $2 AND upto_seq <= $3 ORDER BY upto_seq",
+        )
+        .bind(doc_id)
+        .bind(after)
+        .bind(upto)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
     }
 
     /// Records which author each Yjs client id belongs to (the newest name wins).

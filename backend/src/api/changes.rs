@@ -41,7 +41,8 @@ pub struct FeedParams {
     /// `Last-Event-ID` instead when the client sends one.
     #[param(minimum = 0)]
     since: Option<i64>,
-    /// Seconds to wait for a row when there is none yet (0–60, default 25; 0 answers at once).
+    /// Seconds to wait for a row when there is none yet (0–60, default 0: answer at once). The
+    /// server may answer sooner (`--max-feed-wait-secs`), with no rows.
     #[param(minimum = 0, maximum = 60)]
     wait: Option<i64>,
     /// Rows per answer, or per read of a stream (1–1000, default 100).
@@ -82,7 +83,7 @@ pub(super) async fn get_changes(
     headers: HeaderMap,
     ApiQuery(p): ApiQuery<FeedParams>,
 ) -> Result<Response, Problem> {
-    let wait = in_range("wait", p.wait, 0, 60, 25)?;
+    let wait = in_range("wait", p.wait, 0, 60, 0)?.min(s.ctx.config.max_feed_wait_secs as i64);
     let limit = in_range("limit", p.limit, 1, 1000, 100)?;
     let since = non_negative("since", p.since)?;
     let id = id.valid()?.to_string();

@@ -222,7 +222,7 @@ needs none.",
         tokens::mint_token,
         tokens::revoke_token,
     ),
-    components(schemas(Problem, Edit)),
+    components(schemas(Problem, Edit, history::Grouping)),
     modifiers(&BearerAuth),
     tags((name = "documents", description = "quire documents"))
 )]

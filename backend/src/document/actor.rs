@@ -773,6 +773,10 @@ impl Actor {
         let (store, id) = (self.ctx.store.clone(), self.id.clone());
         let retention = self.ctx.config.op_retention();
         self.compaction = Some(tokio::spawn(async move {
+            // Before the snapshot, which may compact the rows away.
+            if let Err(err) = crate::blame::save_segments(&store, &id, seq).await {
+                tracing::debug!(doc = %id, %err, "blame segment not written; blame reads the rows");
+            }
             if let Err(err) = store.save_snapshot(&id, seq, &state, 2, retention).await {
                 // The op log still holds everything; the next threshold tries again.
                 tracing::warn!(doc = %id, %err, "snapshot failed");
