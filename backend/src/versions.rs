@@ -29,31 +29,35 @@ pub enum VersionError {
     Rebuild,
 }
 
-/// Documents rebuilt at older versions, kept so that the next request for a version a little
-/// later replays a few op-log rows onto one instead of rebuilding (the history slider stepping
-/// forward, the texts around a page of changes). A few documents, one version each.
+/// Documents rebuilt at older versions, kept so that the next request for a version at or a
+/// little after one of them replays a few op-log rows (or none) instead of rebuilding: the
+/// history slider, the texts around a page of changes, blame at versions asked for again. The
+/// most recently used few, several versions of one document allowed.
 #[derive(Default)]
 pub struct VersionCache {
     docs: Mutex<Vec<(String, i64, Doc)>>,
 }
 
-/// Documents whose rebuilt version is kept.
-const CACHED_VERSIONS: usize = 4;
+/// Rebuilt versions kept (all documents together).
+const CACHED_VERSIONS: usize = 8;
 
 impl VersionCache {
-    /// Takes document `id` as rebuilt at some version in `version - within ..= version`.
+    /// Takes the newest rebuild of document `id` in `version - within ..= version`.
     fn take(&self, id: &str, version: i64, within: i64) -> Option<(i64, Doc)> {
         let mut docs = self.docs.lock().unwrap_or_else(|e| e.into_inner());
         let i = docs
             .iter()
-            .position(|(d, at, _)| d == id && *at <= version && version - *at <= within)?;
+            .enumerate()
+            .filter(|(_, (d, at, _))| d == id && *at <= version && version - *at <= within)
+            .max_by_key(|(_, (_, at, _))| *at)
+            .map(|(i, _)| i)?;
         let (_, at, doc) = docs.remove(i);
         Some((at, doc))
     }
 
     pub fn put(&self, id: &str, version: i64, doc: Doc) {
         let mut docs = self.docs.lock().unwrap_or_else(|e| e.into_inner());
-        docs.retain(|(d, _, _)| d != id);
+        docs.retain(|(d, at, _)| !(d == id && *at == version));
         docs.push((id.to_string(), version, doc));
         if docs.len() > CACHED_VERSIONS {
             docs.remove(0);
