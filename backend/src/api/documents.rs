@@ -332,7 +332,7 @@ pub(super) async fn live_meta(s: &ApiState, id: &str) -> Result<DocMeta, Problem
 
 /// The same rules on both stores (PostgreSQL cannot store a NUL, SQLite can): at most
 /// [`MAX_NAME_CHARS`] characters on one line, no control characters.
-fn check_name(name: Option<&str>) -> Result<(), Problem> {
+pub(super) fn check_name(name: Option<&str>) -> Result<(), Problem> {
     let Some(n) = name else {
         return Ok(());
     };

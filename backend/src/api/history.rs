@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use axum::extract::Path;
 
-use super::documents::live_meta;
+use super::documents::{check_name, live_meta};
 use super::extract::{check_id, in_range, non_negative, opt_i64, Caller, DocId};
 use super::text::{replace_text, text_at, ChangeResult};
 use super::{doc_problem, internal, rfc3339, store_problem, version_problem, ApiState};
@@ -641,7 +641,7 @@ pub(super) async fn get_blame(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NameVersion {
-    /// 1–100 chars, no control characters; unique within the document.
+    /// 1–256 chars, no control characters; unique within the document.
     name: String,
     /// The version to name (default: the current one).
     #[serde(default, deserialize_with = "opt_i64")]
@@ -703,8 +703,12 @@ pub(super) async fn post_version(
     ApiJson(req): ApiJson<NameVersion>,
 ) -> Result<Response, Problem> {
     let id = id.valid()?;
-    let name = blame::check_author(&req.name)
-        .map_err(|why| Problem::bad_request(why.replace("a subject", "a version name")))?;
+    // The rules of document names, and not empty.
+    let name = req.name.trim().to_string();
+    if name.is_empty() {
+        return Err(Problem::bad_request("a version name must not be empty"));
+    }
+    check_name(Some(&name))?;
     let version = non_negative("version", req.version)?;
     let at = text_at(&s, id, version).await?;
     let named = NamedVersion {
