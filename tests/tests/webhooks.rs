@@ -251,8 +251,9 @@ async fn webhooks_are_signed_ordered_retried_and_never_block_edits(kind: StoreKi
         "{e}"
     );
 
-    let metrics = server.get("/metrics").await.body;
-    let count = |result: &str| -> u64 {
+    // The receiver reports a request once it has answered it; the server counts the delivery
+    // once it has read that answer, a moment later: wait for the counters to catch up.
+    let count = |metrics: &str, result: &str| -> u64 {
         let key = format!("quire_webhook_deliveries_total{{result=\"{result}\"}} ");
         metrics
             .lines()
@@ -260,7 +261,15 @@ async fn webhooks_are_signed_ordered_retried_and_never_block_edits(kind: StoreKi
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no {key} in {metrics}"))
     };
-    // Two from the refusals above, and the stuck receiver's once its attempts time out.
-    assert!(count("retried") >= 2, "{metrics}");
-    assert!(count("delivered") >= 5, "{metrics}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let metrics = server.get("/metrics").await.body;
+        // Two from the refusals above (and the stuck receiver's once its attempts time out);
+        // at least created, changed at 1, 11 and 31, and deleted delivered.
+        if count(&metrics, "retried") >= 2 && count(&metrics, "delivered") >= 5 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
